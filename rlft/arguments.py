@@ -94,3 +94,46 @@ class EvalArguments:
         for name in ("eval_samples", "eval_max_new_tokens", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+@dataclass
+class RewardArguments:
+    """Which rewards score completions, with their settings (weights are TRL's ``reward_weights``)."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={"help": "Reward names (see `rewards.REWARDS`) or dotted paths package.module:function."},
+    )
+    reward_kwargs: dict[str, dict[str, Any]] | None = field(
+        default=None,
+        metadata={"help": "Settings per reward, e.g. {accuracy: {fallback_last_number: false}}."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.reward_funcs:
+            raise UserError("reward_funcs is empty; name at least one reward, e.g. [accuracy]")
+        for name, settings in (self.reward_kwargs or {}).items():
+            if name not in self.reward_funcs:
+                raise UserError(
+                    f"reward_kwargs has settings for {name!r}, which is not in reward_funcs "
+                    f"({', '.join(self.reward_funcs)})"
+                )
+            if not isinstance(settings, dict):
+                raise UserError(f"reward_kwargs.{name} must be a mapping of setting: value, got {settings!r}")
+
+    def build(self) -> list:
+        """The reward callables, in ``reward_funcs`` order (one-line error for a bad name or setting).
+
+        Example:
+            >>> [f.__name__ for f in RewardArguments(reward_funcs=["accuracy", "tag_count"]).build()]
+            ['accuracy', 'tag_count']
+        """
+        import rewards
+
+        out = []
+        for name in self.reward_funcs:
+            try:
+                out.append(rewards.resolve(name, **(self.reward_kwargs or {}).get(name, {})))
+            except rewards.RewardInputError as err:
+                raise UserError(str(err)) from None
+        return out

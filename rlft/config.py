@@ -334,6 +334,7 @@ def parse_recipe(
     argv: Sequence[str] | None = None,
     prog: str = "rlft",
     defaults: dict[str, Any] | None = None,
+    file_keys_only: set[str] | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Build one instance of each dataclass from ``[recipe.yaml] [--key value ...]``.
 
@@ -343,7 +344,9 @@ def parse_recipe(
     unparsable recipe file. ``--help`` prints every key and exits 0.
     ``defaults`` (e.g. ``use_cpu`` on a machine without a GPU) apply where
     neither the file nor the command line sets the key, and are not recorded
-    in the resolved recipe, which stays portable.
+    in the resolved recipe, which stays portable. With ``file_keys_only``,
+    the recipe file's other keys are ignored (a tool that reads one part of a
+    stage's recipe, e.g. its rewards).
 
     Example:
         >>> from trl import SFTConfig  # doctest: +SKIP
@@ -355,6 +358,8 @@ def parse_recipe(
         raise SystemExit(0)
     recipe_path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     from_file = load_recipe_file(recipe_path) if recipe_path else {}
+    if file_keys_only is not None:
+        from_file = {k: v for k, v in from_file.items() if k in file_keys_only}
     from_cli = _parse_cli(argv)
     keys = known_keys(dataclass_types)
     resolved: dict[str, Any] = {}

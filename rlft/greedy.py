@@ -1,7 +1,7 @@
 """Greedy generation and the before/after check that ends every stage.
 
 Scores are computed with the same verifier the rewards use
-(:func:`rewards.extract_answer` / :func:`rewards.is_equivalent`), so a stage's
+(:func:`rewards.extract_answer` / :func:`rewards.is_equivalent`, batched), so a stage's
 closing table and its training signal cannot drift apart. For a LoRA run the
 "before" model is the trained model with its adapter disabled: one model in
 memory, and exactly the base weights.
@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rewards import extract_answer, is_equivalent
+from rewards.verifiers import equivalent_batch, extract_answer, gold_answer
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ def score(completions: Sequence[str], answers: Sequence[str]) -> dict[str, float
         >>> score(["The answer is 4.", "5"], ["4", "4"])["accuracy"]
         0.5
     """
-    correct = [is_equivalent(extract_answer(c), a) for c, a in zip(completions, answers, strict=True)]
+    pairs = [(extract_answer(c), gold_answer(a)) for c, a in zip(completions, answers, strict=True)]
+    correct = [verdict is True for verdict in equivalent_batch(pairs)]
     n = len(correct)
     return {
         "accuracy": sum(correct) / n if n else 0.0,

@@ -14,17 +14,19 @@ TINY = ["--num_train_samples", "16", "--per_device_train_batch_size", "2", "--lo
         "--save_strategy", "no", "--eval_before_after", "false"]
 
 
-@pytest.mark.parametrize("config", ["launch/zero2.yaml", "launch/cpu.yaml"])
+@pytest.mark.parametrize("config", ["launch/zero2.yaml", None], ids=["zero2", "default-config"])
 def test_accelerate_launch_sft(config, tmp_path, bundled_dir):
     out = tmp_path / "run"
-    result = run_cmd(["accelerate", "launch", "--config_file", config, "rlft/sft.py", "recipes/sft.yaml",
-                      "--max_steps", "2", "--output_dir", str(out), *TINY], timeout=900)
+    launcher = ["accelerate", "launch", *(["--config_file", config] if config else [])]
+    result = run_cmd([*launcher, "rlft/sft.py", "recipes/sft.yaml",
+                      "--max_steps", "2", "--output_dir", str(out), *TINY], timeout=900,
+                     env={"HF_HOME": str(tmp_path / "hf")})  # no user accelerate config: the defaults
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "adapter_model.safetensors").exists()
     log = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "loss" in e] == [1, 2]
     launch = json.loads((out / "rlft_manifest.json").read_text())["launch"]
-    if "zero2" in config:
+    if config and "zero2" in config:
         assert launch["distributed_type"] == "DEEPSPEED" and launch["zero_stage"] == 2
     else:
         assert launch["num_processes"] == 1 and launch["device"] == "cpu"

@@ -1,0 +1,62 @@
+"""Math accuracy: 1.0 when the completion's final answer equals the gold answer.
+
+Extraction and equivalence are :mod:`rewards.verifiers` (the same code the
+evaluation scores with). Empty or answer-less completions score 0.0; a gold
+answer that cannot be parsed gives ``None`` ("cannot verify, skip"), never
+1.0. Several *different* ``\\boxed{}`` answers in one completion score 0.0
+by default: hedging must not pay (``allow_multiple_boxed: true`` takes the last).
+
+Example:
+    >>> reward = make_accuracy()
+    >>> reward(["The answer is \\\\boxed{\\\\frac{1}{2}}", "It is 0.4", ""], answer=["0.5", "0.5", "0.5"])
+    [1.0, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewards.base import Reward, get_column, named, positive
+from rewards.verifiers import (
+    DEFAULT_TIMEOUT,
+    STATS,
+    boxed_answers,
+    completion_text,
+    equivalent_batch,
+    extract_answer,
+    gold_answer,
+)
+
+
+def make_accuracy(
+    answer_column: str = "answer",
+    fallback_last_number: bool = True,
+    allow_multiple_boxed: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Reward:
+    """Build the ``accuracy`` reward.
+
+    Args:
+        answer_column: dataset column with the gold answer (a bare answer, or a
+            solution ending in ``#### x`` / ``\\boxed{x}``).
+        fallback_last_number: with no explicit answer marker, take the last number.
+        allow_multiple_boxed: take the last of several different boxed answers
+            instead of scoring the hedge 0.0.
+        timeout: seconds allowed per sample for math-verify/sympy.
+    """
+    positive(timeout, "timeout", "accuracy")
+
+    def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
+        golds = get_column(columns, answer_column, "accuracy", len(completions))
+        texts = [completion_text(c) for c in completions]
+        preds = [extract_answer(t, fallback_last_number) for t in texts]
+        if not allow_multiple_boxed:
+            preds = [None if len(set(boxed_answers(t[-20_000:]))) > 1 else p for t, p in zip(texts, preds)]
+        timeouts_before = STATS["timeouts"]
+        verdicts = equivalent_batch([(p, gold_answer(g)) for p, g in zip(preds, golds)], timeout)
+        accuracy.stats["timeouts"] += STATS["timeouts"] - timeouts_before
+        accuracy.stats["none"] += sum(v is None for v in verdicts)
+        accuracy.stats["no_answer"] += sum(p is None for p in preds)
+        return [None if v is None else float(v) for v in verdicts]
+
+    return named(accuracy, "accuracy")

@@ -1,0 +1,117 @@
+"""Per-sample timeouts that work from any thread: a pool of worker processes.
+
+math-verify and sympy can hang on hostile input (``\\boxed{9^{9^{9^{9^{9}}}}}``).
+math-verify's own timeouts use ``signal.alarm``, which does nothing off the
+main thread (TRL disables them there), and no signal interrupts a long C-level
+computation. So every call that can hang goes to a pebble ``ProcessPool``:
+pebble kills the worker that overruns its timeout and starts a fresh one,
+and the caller gets :data:`TIMED_OUT` for that sample while the others
+continue on the remaining workers.
+
+Workers are started with ``spawn`` (not ``fork``): the trainer process holds
+threads (torch, tokenizers, vLLM) and forking it can deadlock on their locks.
+The pool is created on first use and shared by all rewards in the process.
+
+Example:
+    >>> from rewards.timeouts import run_with_timeout
+    >>> run_with_timeout(pow, [(2, 10), (3, 2)], timeout=5.0)
+    [1024, 9]
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class _TimedOut:
+    """Marker for a sample whose verification ran past its timeout."""
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+TIMED_OUT = _TimedOut()
+FAILED = None  # the worker raised: treated like "cannot verify"
+
+_lock = threading.Lock()
+_pool: Any = None
+_pool_pid: int | None = None
+
+
+def default_workers() -> int:
+    """One worker per usable core (``RLFT_VERIFY_WORKERS`` overrides)."""
+    env = os.environ.get("RLFT_VERIFY_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_pool():
+    """The process-wide verification pool (created lazily; recreated after a fork)."""
+    global _pool, _pool_pid
+    with _lock:
+        if _pool is None or _pool_pid != os.getpid() or not _pool.active:
+            from pebble import ProcessPool
+
+            _pool = ProcessPool(max_workers=default_workers(), context=multiprocessing.get_context("spawn"))
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def shutdown() -> None:
+    """Stop the pool's workers (registered at exit; safe to call twice)."""
+    global _pool
+    with _lock:
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.stop()
+            _pool.join(timeout=5)
+        _pool = None
+
+
+atexit.register(shutdown)
+
+
+def run_with_timeout(
+    fn: Callable[..., Any], calls: Iterable[Sequence[Any]], timeout: float
+) -> list[Any]:
+    """``[fn(*args) for args in calls]`` in worker processes, each under ``timeout`` seconds.
+
+    A call that overruns gives :data:`TIMED_OUT`; one that raises gives ``None``.
+    ``fn`` must be importable (a module-level function). Results keep the input order.
+    """
+    calls = [tuple(args) for args in calls]
+    if not calls:
+        return []
+    pool = get_pool()
+    futures = [pool.schedule(fn, args=args, timeout=timeout) for args in calls]
+    results: list[Any] = []
+    for future, args in zip(futures, calls, strict=True):
+        try:
+            results.append(future.result())
+        except FutureTimeout:
+            logger.debug("verification timed out after %.1fs: %r", timeout, _short(args))
+            results.append(TIMED_OUT)
+        except Exception as err:  # noqa: BLE001 - a verifier crash must not end training
+            logger.debug("verification failed (%s): %r", err, _short(args))
+            results.append(FAILED)
+    return results
+
+
+def _short(args: Sequence[Any], limit: int = 120) -> str:
+    text = repr(args)
+    return text if len(text) <= limit else text[:limit] + "..."

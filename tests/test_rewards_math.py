@@ -1,0 +1,174 @@
+"""The math accuracy reward and its verifier, on literal completions.
+
+Includes a regression test for each verifier bug reported in the field:
+an unparsable gold scored 1.0; a format regex that ignored newlines scored
+everything 0; substring matching rewarded empty answers; signal-based
+timeouts did nothing off the main thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rewards import equivalent_batch, extract_answer, is_equivalent, resolve
+from rewards.testing import assert_reward
+from rewards.verifiers import STATS, gold_answer
+
+accuracy = resolve("accuracy")
+
+# (completion, gold, expected reward)
+CASES = [
+    # integers and answer markers
+    ("The answer is 42.", "42", 1.0),
+    ("The answer is 42 apples because 6 x 7 = 42", "42", 1.0),
+    ("so the final answer: 17", "17", 1.0),
+    ("6 * 7 = 42\n#### 42", "42", 1.0),
+    ("<answer>42</answer>", "42", 1.0),
+    ("<think>6*7</think>\n<answer>\n42\n</answer>", "42", 1.0),
+    ("Therefore $\\boxed{42}$.", "42", 1.0),
+    ("\\boxed{ 42 }", "42", 1.0),
+    ("I computed 40 + 2 and got 42", "42", 1.0),  # last-number fallback
+    # thousands separators, decimals, negatives, percentages
+    ("The answer is 1,000.", "1000", 1.0),
+    ("#### 1,234,567", "1234567", 1.0),
+    ("The answer is 1000", "1,000", 1.0),
+    ("\\boxed{-7}", "-7", 1.0),
+    ("The answer is −7", "-7", 1.0),
+    ("\\boxed{3.50}", "3.5", 1.0),
+    ("\\boxed{31.0}", "31", 1.0),
+    ("\\boxed{0.5}", "\\frac{1}{2}", 1.0),
+    ("\\boxed{\\frac{1}{2}}", "0.5", 1.0),
+    ("\\boxed{1/2}", "0.5", 1.0),
+    ("\\boxed{\\dfrac{3}{4}}", "0.75", 1.0),
+    ("\\boxed{-\\frac{1}{4}}", "-0.25", 1.0),
+    ("The answer is 50%", "0.5", 1.0),
+    ("The answer is 50%", "50", 1.0),
+    ("\\boxed{50\\%}", "50", 1.0),
+    ("\\boxed{25\\%}", "\\frac{1}{4}", 1.0),
+    # LaTeX and simple expressions (math-verify path)
+    ("\\boxed{\\sqrt{2}}", "2^{1/2}", 1.0),
+    ("\\boxed{x^2+1}", "1+x^2", 1.0),
+    ("\\boxed{2\\pi}", "2\\pi", 1.0),
+    ("\\boxed{\\frac{\\pi}{2}}", "\\pi/2", 1.0),
+    ("\\boxed{\\text{12}}", "12", 1.0),
+    ("\\boxed{12\\text{ cm}}", "12", 1.0),
+    ("\\boxed{(1, 2)}", "(1,2)", 1.0),
+    ("\\boxed{2(x+1)}", "2x+2", 1.0),
+    ("\\boxed{\\frac{6}{4}}", "\\frac{3}{2}", 1.0),
+    ("\\boxed{1.5}", "\\frac{3}{2}", 1.0),
+    ("\\boxed{\\sqrt{8}}", "2\\sqrt{2}", 1.0),
+    ("answer is \\boxed{{{5}}}", "5", 1.0),  # nested braces
+    # wrong answers that look right
+    ("The answer is 310.", "31", 0.0),
+    ("The answer is 3.1", "31", 0.0),
+    ("\\boxed{-31}", "31", 0.0),
+    ("\\boxed{1/31}", "31", 0.0),
+    ("The answer is 41.", "42", 0.0),
+    ("\\boxed{0.05}", "0.5", 0.0),
+    ("\\boxed{\\frac{2}{1}}", "\\frac{1}{2}", 0.0),
+    ("\\boxed{1,000.5}", "1000", 0.0),
+    ("\\boxed{x^2-1}", "x^2+1", 0.0),
+    ("\\boxed{\\sqrt{3}}", "2^{1/2}", 0.0),
+    ("\\boxed{5\\%}", "0.5", 0.0),
+    # answers hidden in the reasoning: only the final answer counts
+    ("Is it 42? No. 6 * 8 = 48. The answer is 48.", "42", 0.0),
+    ("42 is tempting, but the answer is 41", "42", 0.0),
+    ("First \\boxed{42}... wait, no: the answer is 48 \\boxed{48}", "42", 0.0),
+    ("The answer is 48.\n(Some say 42.)", "42", 0.0),  # marker beats the trailing number
+    # multiple different boxed answers: a hedge scores 0
+    ("\\boxed{41} or \\boxed{42}", "42", 0.0),
+    ("\\boxed{42} so again \\boxed{42}", "42", 1.0),  # the same answer twice is fine
+    # empty and answer-less completions
+    ("", "42", 0.0),
+    ("   \n  ", "42", 0.0),
+    ("I don't know.", "42", 0.0),
+    ("The answer is", "42", 0.0),
+    ("\\boxed{}", "42", 0.0),
+    ("\\boxed{42", "42", 1.0),  # unclosed box: falls back to the last number
+    # gold given as a worked solution (GSM8K / MATH style)
+    ("The answer is 72", "Natalia sold 48/2 = 24 clips. 48+24 = 72. #### 72", 1.0),
+    ("\\boxed{72}", "So she sold $\\boxed{72}$ clips.", 1.0),
+    ("The answer is 24", "Natalia sold 48/2 = 24 clips. 48+24 = 72. #### 72", 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+def test_accuracy_literal(completion, gold, expected):
+    assert_reward(accuracy, completion, expected, answer=gold)
+
+
+def test_there_are_at_least_60_literal_cases():
+    assert len(CASES) >= 60
+
+
+def test_accuracy_batch_matches_cases():
+    got = accuracy([c for c, _, _ in CASES], answer=[g for _, g, _ in CASES])
+    assert got == [e for _, _, e in CASES]
+
+
+@pytest.mark.parametrize("gold", ["", "   ", None, "\\frac{", "}{"])
+def test_regression_unparsable_gold_is_none_never_one(gold):
+    """Bug: a gold answer that could not be parsed scored 1.0 (both sides parsed to nothing)."""
+    for completion in ["", "\\boxed{}", "The answer is 5", gold or ""]:
+        assert accuracy([completion], answer=[gold]) == [None]
+
+
+def test_regression_empty_answer_is_not_rewarded():
+    """Bug: substring matching (`pred in gold`) rewarded the empty answer."""
+    assert accuracy([""], answer=["42"]) == [0.0]
+    exact = resolve("exact_match")
+    assert exact([""], answer=["Paris"]) == [0.0]
+    assert exact(["Paris"], answer=[""]) == [None]
+
+
+def test_regression_timeout_works_off_the_main_thread():
+    """Bug: math-verify's signal-based timeout does nothing off the main thread, so training stalled."""
+    hostile = "\\boxed{9^{9^{9^{9^{9}}}}}"
+    results: list = []
+
+    def work():
+        start = time.perf_counter()
+        results.append((accuracy([hostile, "\\boxed{2}"], answer=["\\sqrt{4}", "\\sqrt{4}"]), time.perf_counter() - start))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "verification hung in a worker thread"
+    (scores, elapsed), = results
+    assert scores == [0.0, 1.0]
+    assert elapsed < 30
+
+
+def test_unparsable_gold_counts_are_exposed():
+    before = STATS["unparsable_gold"]
+    equivalent_batch([("1", ""), ("1", None)])
+    assert STATS["unparsable_gold"] == before + 2
+
+
+def test_extract_and_gold_helpers():
+    assert extract_answer("The answer is 31 apples.") == "31"
+    assert extract_answer("#### 72") == "72"
+    assert extract_answer("no answer", fallback_last_number=False) is None
+    assert extract_answer("it is 5", fallback_last_number=False) is None
+    assert gold_answer("... #### 1,000") == "1,000"
+    assert is_equivalent("\\frac{1}{2}", "0.5") is True
+    assert is_equivalent("2", "\\frac{") is None
+
+
+def test_fallback_can_be_switched_off():
+    strict = resolve("accuracy", fallback_last_number=False)
+    assert strict(["I get 42"], answer=["42"]) == [0.0]
+    assert strict(["The answer is 42"], answer=["42"]) == [1.0]
+
+
+def test_multiple_boxed_can_be_allowed():
+    lenient = resolve("accuracy", allow_multiple_boxed=True)
+    assert lenient(["\\boxed{41} or \\boxed{42}"], answer=["42"]) == [1.0]
+
+
+def test_answer_column_setting():
+    reward = resolve("accuracy", answer_column="solution")
+    assert reward(["\\boxed{3}"], solution=["#### 3"]) == [1.0]
