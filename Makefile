@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo lint clean
+.PHONY: setup test test-fast demo bench lint clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test-fast: setup
 
 demo: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft
+
+# Speed targets live here, as ratios against the stock alternative measured in the same run.
+bench: setup
+	$(PY) tests/bench/bench_rewards.py
 
 lint: setup
 	$(VENV)/bin/ruff check rlft rewards tests

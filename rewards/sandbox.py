@@ -8,7 +8,7 @@ timeout kills the process group and every process of the run's uid. Output is
 drained without deadlock and capped. No signals in the parent: any thread may
 call; :func:`run_many` runs jobs in parallel. What this machine allows is probed
 once into ``NETWORK_ISOLATION``, ``MOUNT_ISOLATION``, ``PRIVILEGE_DROP`` (``None``
-before the first run). Guarantees and limits: ``docs/sandbox.md``.
+before the first run). Guarantees and limits: ``rewards/SANDBOX.md``.
 
 Example:
     >>> r = run_python("print(int(input()) * 2)", stdin="21")

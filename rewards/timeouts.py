@@ -8,9 +8,17 @@ pebble kills the worker that overruns its timeout and starts a fresh one,
 and the caller gets :data:`TIMED_OUT` for that sample while the others
 continue on the remaining workers.
 
-Workers are started with ``spawn`` (not ``fork``): the trainer process holds
+Workers come from a ``forkserver`` (not ``fork``): the trainer process holds
 threads (torch, tokenizers, vLLM) and forking it can deadlock on their locks.
-The pool is created on first use and shared by all rewards in the process.
+The fork server is a fresh interpreter that preloads the verifier modules
+(math-verify, sympy), so a worker killed on timeout is replaced in
+milliseconds. Its preload list is set to those modules instead of
+multiprocessing's default ``["__main__"]``: the server need not run the
+user's script. (Each worker still re-imports ``__main__`` as
+``__mp_main__``, as every spawn/forkserver child does; when ``__main__`` is
+not a file, e.g. ``python - <<EOF``, that would fail, so such processes use
+``fork`` instead.) The pool is created on first use and shared by all
+rewards in the process.
 
 Example:
     >>> from rewards.timeouts import run_with_timeout
@@ -24,6 +32,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -45,6 +54,8 @@ class _TimedOut:
 TIMED_OUT = _TimedOut()
 FAILED = None  # the worker raised: treated like "cannot verify"
 
+PRELOAD = ["rewards.verifiers", "math_verify", "sympy"]
+
 _lock = threading.Lock()
 _pool: Any = None
 _pool_pid: int | None = None
@@ -61,6 +72,13 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _start_method() -> str:
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.isfile(main_file):
+        return "fork"  # children could not re-import a __main__ that is not a file
+    return "forkserver"
+
+
 def get_pool():
     """The process-wide verification pool (created lazily; recreated after a fork)."""
     global _pool, _pool_pid
@@ -68,7 +86,10 @@ def get_pool():
         if _pool is None or _pool_pid != os.getpid() or not _pool.active:
             from pebble import ProcessPool
 
-            _pool = ProcessPool(max_workers=default_workers(), context=multiprocessing.get_context("spawn"))
+            context = multiprocessing.get_context(_start_method())
+            if context.get_start_method() == "forkserver":
+                context.set_forkserver_preload(PRELOAD)
+            _pool = ProcessPool(max_workers=default_workers(), context=context)
             _pool_pid = os.getpid()
         return _pool
 

@@ -110,7 +110,7 @@ def before_after(
     table rows and per-prompt samples (prompt, answer, both outputs).
     """
     prompts, answers = list(rows["prompt"]), [str(a) for a in rows["answer"]]
-    kwargs = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, chat_template_kwargs=chat_template_kwargs)
+    kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "chat_template_kwargs": chat_template_kwargs}
     if base_model is not None:
         before = greedy_completions(base_model, tokenizer, prompts, **kwargs)
     elif hasattr(model, "disable_adapter"):

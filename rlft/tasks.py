@@ -70,24 +70,24 @@ def _arithmetic(rng: random.Random, digits: int = 2, ops: str = "+-*") -> dict[s
 # Each template: (story, steps) where steps compute the answer from the numbers
 # drawn for (a, b, c); every step is rendered as `x op y = z` in the solution.
 _STORIES: list[tuple[str, str, Callable[[int, int, int], list[tuple[Any, str, int]]]]] = [
-    ("crates", "A shop has {a} crates with {b} apples each. It sells {c} apples. "
-     "How many apples are left?", lambda a, b, c: [(a, "*", b), (None, "-", c)]),
-    ("pages", "Mia reads {a} pages a day for {b} days, then {c} more pages. "
-     "How many pages did she read?", lambda a, b, c: [(a, "*", b), (None, "+", c)]),
-    ("tickets", "A class buys {a} tickets at {b} dollars each and gets a {c} dollar "
-     "discount. How many dollars does the class pay?",
+    ("crates", ("A shop has {a} crates with {b} apples each. It sells {c} apples. "
+     "How many apples are left?"), lambda a, b, c: [(a, "*", b), (None, "-", c)]),
+    ("pages", ("Mia reads {a} pages a day for {b} days, then {c} more pages. "
+     "How many pages did she read?"), lambda a, b, c: [(a, "*", b), (None, "+", c)]),
+    ("tickets", ("A class buys {a} tickets at {b} dollars each and gets a {c} dollar "
+     "discount. How many dollars does the class pay?"),
      lambda a, b, c: [(a, "*", b), (None, "-", c)]),
-    ("marbles", "Sam has {a} marbles. He wins {b} more and then gives away {c}. "
-     "How many marbles does he have now?", lambda a, b, c: [(a, "+", b), (None, "-", c)]),
-    ("buses", "There are {a} buses with {b} seats each and {c} extra chairs. "
-     "How many people can sit?", lambda a, b, c: [(a, "*", b), (None, "+", c)]),
-    ("savings", "Lena saves {a} dollars a week for {b} weeks and spends {c} dollars. "
-     "How many dollars does she have left?", lambda a, b, c: [(a, "*", b), (None, "-", c)]),
-    ("cookies", "A baker makes {a} cookies in the morning and {b} in the afternoon. "
-     "He packs them into boxes of {c}. How many full boxes can he fill?",
+    ("marbles", ("Sam has {a} marbles. He wins {b} more and then gives away {c}. "
+     "How many marbles does he have now?"), lambda a, b, c: [(a, "+", b), (None, "-", c)]),
+    ("buses", ("There are {a} buses with {b} seats each and {c} extra chairs. "
+     "How many people can sit?"), lambda a, b, c: [(a, "*", b), (None, "+", c)]),
+    ("savings", ("Lena saves {a} dollars a week for {b} weeks and spends {c} dollars. "
+     "How many dollars does she have left?"), lambda a, b, c: [(a, "*", b), (None, "-", c)]),
+    ("cookies", ("A baker makes {a} cookies in the morning and {b} in the afternoon. "
+     "He packs them into boxes of {c}. How many full boxes can he fill?"),
      lambda a, b, c: [(a, "+", b), (None, "//", c)]),
-    ("garden", "A garden has {a} rows of {b} tulips. {c} tulips are picked. "
-     "How many tulips remain?", lambda a, b, c: [(a, "*", b), (None, "-", c)]),
+    ("garden", ("A garden has {a} rows of {b} tulips. {c} tulips are picked. "
+     "How many tulips remain?"), lambda a, b, c: [(a, "*", b), (None, "-", c)]),
 ]
 
 _APPLY = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y,

@@ -16,7 +16,8 @@ BIN = Path(sys.executable).parent
 def run_cmd(args: list[str], timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command from the repo root with the test interpreter's venv first on PATH."""
     full_env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          check=False)
 
 
 @pytest.fixture(scope="session")

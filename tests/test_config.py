@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -135,7 +135,7 @@ def test_every_recipe_parses_into_its_dataclasses(recipe):
 
     stage = stage_of(recipe)
     module = importlib.import_module(f"rlft.{stage}")
-    instances, resolved = module.parse([str(recipe)])
+    _instances, resolved = module.parse([str(recipe)])
     assert resolved, f"{recipe.name} is empty"
     assert f"recipes/{recipe.name}" in recipe.read_text().splitlines()[0]
 

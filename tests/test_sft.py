@@ -37,10 +37,26 @@ def test_prompt_tokens_are_masked(bundled_tokenizer, bundled_dir, tmp_path):
         assert (labels != -100).sum() < (labels == -100).sum()
 
 
+def test_chat_template_kwargs_reach_training(bundled_dir, tmp_path):
+    from rlft import data
+    from rlft.models import load_tokenizer
+
+    tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
+    tokenizer.chat_template = (
+        "{% if greeting %}HELLO {% endif %}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
+        "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    argv = ["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST, "--chat_template_kwargs", "{greeting: true}"]
+    (data_args, _, model_args, cfg), _ = sft.parse(argv)
+    splits = data.load_splits(data_args, seed=cfg.seed)
+    trainer = sft.build_trainer(cfg, model_args, data_args, splits["train"], tokenizer)
+    assert tokenizer.decode(trainer.train_dataset[0]["input_ids"]).startswith("HELLO user:")
+
+
 def test_sft_logs_loss_and_changes_lora(sft_run):
     from safetensors.torch import load_file
 
-    out, manifest = sft_run
+    out, _manifest = sft_run
     log = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
     losses = [(e["step"], e["loss"]) for e in log if "loss" in e]
     assert [s for s, _ in losses] == [1, 2, 3] and all(loss > 0 for _, loss in losses)
