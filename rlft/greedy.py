@@ -133,3 +133,30 @@ def format_table(table: Sequence[dict[str, Any]]) -> str:
     for row in table:
         lines.append(f"{row['model']:<10} {row['accuracy']:>8.1%} {row['n']:>5} {row['mean_len']:>9.1f}")
     return "\n".join(lines)
+
+
+def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_args: Any, output_dir: str) -> dict:
+    """The before/after check that ends a stage: greedy, on the first ``eval_samples`` test rows.
+
+    Writes ``before_after.jsonl`` (every prompt with both outputs) into
+    ``output_dir`` and returns ``{"table": [...]}`` (``{}`` without an ``answer`` column).
+    """
+    import json
+
+    from rlft.manifest import write_atomic
+
+    if "answer" not in test.column_names:
+        logger.warning("test split has no 'answer' column: skipping the before/after check")
+        return {}
+    rows = test.select(range(min(eval_args.eval_samples, len(test))))
+    base = None
+    if not hasattr(model, "disable_adapter"):  # full fine-tuning: load the starting point again
+        from rlft.models import load_model
+
+        base = load_model(model_args.model_name_or_path, model_args.dtype)
+    table, samples = before_after(
+        model, tokenizer, rows, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
+        batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs,
+    )
+    write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    return {"table": table}

@@ -110,3 +110,18 @@ def launch_info(accelerator: Any) -> dict[str, Any]:
     if plugin is not None:
         info["zero_stage"] = plugin.zero_stage
     return info
+
+
+def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any, train: Any,
+               results: dict[str, Any]) -> dict[str, Any]:
+    """Write ``log_history.jsonl``, ``recipe.yaml`` and the manifest of a finished stage (rank 0 only)."""
+    from rlft.models import base_model_id
+
+    output_dir = trainer.args.output_dir
+    write_atomic(Path(output_dir) / "log_history.jsonl",
+                 "".join(json.dumps(e, default=str) + "\n" for e in trainer.state.log_history))
+    return write_run_files(
+        output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
+        data_fingerprint=getattr(train, "_fingerprint", None), results=results,
+        launch=launch_info(trainer.accelerator),
+    )

@@ -13,7 +13,6 @@ before/after check on the test split.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from transformers import set_seed
 
     from rlft import data, greedy, models
-    from rlft.manifest import launch_info, write_atomic, write_run_files
+    from rlft.manifest import finish_run
     from rlft.runtime import is_main_process, setup_logging
 
     setup_logging(cfg.log_level if cfg.log_level != "passive" else "info")
@@ -56,23 +55,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     trainer.train()
     trainer.save_model(cfg.output_dir)
 
-    # greedy before/after on held-out prompts
+    # greedy before/after on held-out prompts, then the run's record
+    if not is_main_process():
+        return {}
     results: dict = {}
-    if eval_args.eval_before_after and is_main_process() and trainer.accelerator.num_processes == 1:
-        results = evaluate(trainer.model, tokenizer, splits["test"], eval_args, model_args, cfg.output_dir)
-
-    manifest = {}
-    if is_main_process():
-        write_atomic(f"{cfg.output_dir}/log_history.jsonl",
-                     "".join(json.dumps(e) + "\n" for e in trainer.state.log_history))
-        manifest = write_run_files(
-            cfg.output_dir, "sft", recipe, cfg.seed, models.base_model_id(model_args.model_name_or_path),
-            data_fingerprint=getattr(splits["train"], "_fingerprint", None), results=results,
-            launch=launch_info(trainer.accelerator),
-        )
-        if results:
-            print(greedy.format_table(results["table"]))
-        print(f"saved to {cfg.output_dir}")
+    if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
+        results = greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args, cfg.output_dir)
+    manifest = finish_run(trainer, "sft", recipe, model_args, splits["train"], results)
+    if results:
+        print(greedy.format_table(results["table"]))
+    print(f"saved to {cfg.output_dir}")
     return manifest
 
 
@@ -91,28 +83,6 @@ def build_trainer(cfg, model_args, data_args, train, tokenizer):
         model=model, args=cfg, train_dataset=train,
         processing_class=tokenizer, peft_config=models.lora_config(model_args),
     )
-
-
-def evaluate(model, tokenizer, test, eval_args, model_args, output_dir: str) -> dict:
-    """Greedy before/after check on the first ``eval_samples`` test rows."""
-    from rlft import greedy
-    from rlft.manifest import write_atomic
-
-    if "answer" not in test.column_names:
-        logger.warning("test split has no 'answer' column: skipping the before/after check")
-        return {}
-    rows = test.select(range(min(eval_args.eval_samples, len(test))))
-    base = None
-    if not hasattr(model, "disable_adapter"):
-        from rlft.models import load_model
-
-        base = load_model(model_args.model_name_or_path, model_args.dtype)
-    table, samples = greedy.before_after(
-        model, tokenizer, rows, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
-        batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs,
-    )
-    write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-    return {"table": table}
 
 
 if __name__ == "__main__":
