@@ -62,24 +62,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     engine = rollout.make_engine(rollout_args, cfg, model_args, tokenizer)
     trainer = RlftGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=splits["train"],
-        processing_class=tokenizer, peft_config=models.lora_config(model_args),
-        rollout_func=engine.rollout_func if engine else None,
+        processing_class=tokenizer, peft_config=models.lora_config(model_args), engine=engine,
     )
 
     # train, save
     trainer.train()
     trainer.save_model(cfg.output_dir)
+    rollout_info = engine.describe() if engine else {"engine": "hf"}
     if engine:
         engine.close()
 
     # greedy before/after on held-out prompts, then the run's record
     if not is_main_process():
         return {}
-    results: dict = {}
+    results: dict = {"rollout": rollout_info}
     if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
-        results = greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args, cfg.output_dir)
+        results.update(greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args,
+                                             cfg.output_dir))
     manifest = finish_run(trainer, "grpo", recipe, model_args, splits["train"], results)
-    if results:
+    if "table" in results:
         print(greedy.format_table(results["table"]))
     print(f"saved to {cfg.output_dir}")
     return manifest

@@ -41,11 +41,26 @@ def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
 
 
 class RlftGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` whose logs also carry reward timeouts and ``None`` counts per interval."""
+    """``GRPOTrainer`` with rlft's rollout engine wired in and reward counters in its logs.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    With an ``engine`` (see :mod:`rlft.rollout`), generation goes through TRL's
+    ``rollout_func`` hook, and the trainer is told it uses vLLM: TRL then
+    computes the trainer's logprobs of the sampled tokens, applies its
+    importance-sampling correction against the engine's logprobs, and calls
+    ``engine.sync_weights()`` once per optimizer step — the same code paths
+    as its own colocated vLLM, with rlft's engine in place of TRL's.
+    """
+
+    def __init__(self, *args: Any, engine: Any = None, **kwargs: Any) -> None:
+        if engine is not None:
+            kwargs["rollout_func"] = engine.rollout_func
         super().__init__(*args, **kwargs)
         self._last_counters: dict[str, int] = {}
+        if engine is not None:
+            self.use_vllm = True
+            self.vllm_generation = engine
+            self._last_loaded_step = 0  # the engine starts with the step-0 weights
+            engine.trainer = self
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs or any(k.startswith("rewards/") for k in logs):  # a training log, not the summary

@@ -3,7 +3,8 @@
 ``task:arithmetic`` (multi-digit addition, subtraction, multiplication) and
 ``task:word_problems`` (short two-step stories). Each row has:
 
-- ``prompt``: chat messages (one user turn),
+- ``prompt``: chat messages (one user turn): the question, then the
+  ``instruction`` option (default: "End your reply with: The answer is <number>."),
 - ``answer``: the gold final answer as a string,
 - ``solution``: a worked solution that ends in ``The answer is <answer>.`` (SFT target),
 - ``expression``: the arithmetic the answer comes from (for independent checks).
@@ -47,7 +48,7 @@ def _user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def _arithmetic(rng: random.Random, digits: int = 2, ops: str = "+-*") -> dict[str, Any]:
+def _arithmetic(rng: random.Random, digits: int = 2, ops: str = "+-*", instruction: str = INSTRUCTION) -> dict[str, Any]:
     op = rng.choice(ops)
     lo, hi = 10 ** (digits - 1), 10**digits - 1
     a, b = rng.randint(lo, hi), rng.randint(lo, hi)
@@ -60,7 +61,7 @@ def _arithmetic(rng: random.Random, digits: int = 2, ops: str = "+-*") -> dict[s
     expression = f"{a} {op} {b}"
     return {
         "key": f"arith:{a}{op}{b}",
-        "question": f"What is {a} {sym} {b}? {INSTRUCTION}",
+        "question": f"What is {a} {sym} {b}? {instruction}".strip(),
         "solution": f"{a} {sym} {b} = {result}. The answer is {result}.",
         "answer": str(result),
         "expression": expression,
@@ -95,7 +96,7 @@ _APPLY = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x 
 _SHOW = {"+": "+", "-": "-", "*": "×", "//": "÷"}
 
 
-def _word_problem(rng: random.Random) -> dict[str, Any]:
+def _word_problem(rng: random.Random, instruction: str = INSTRUCTION) -> dict[str, Any]:
     name, story, steps_of = rng.choice(_STORIES)
     while True:
         a, b, c = rng.randint(2, 12), rng.randint(2, 12), rng.randint(2, 20)
@@ -109,7 +110,7 @@ def _word_problem(rng: random.Random) -> dict[str, Any]:
             break
     return {
         "key": f"word:{name}:{a}:{b}:{c}",
-        "question": story.format(a=a, b=b, c=c) + f" {INSTRUCTION}",
+        "question": f"{story.format(a=a, b=b, c=c)} {instruction}".strip(),
         "solution": " ".join(lines) + f" The answer is {value}.",
         "answer": str(value),
         "expression": expr,
@@ -117,14 +118,18 @@ def _word_problem(rng: random.Random) -> dict[str, Any]:
 
 
 def _make(task: str, kwargs: dict[str, Any]) -> Callable[[random.Random], dict[str, Any]]:
+    unknown = set(kwargs) - {"digits", "ops", "instruction"}
+    if unknown:
+        raise UserError(f"task:{task} has no option {sorted(unknown)[0]!r}; options: digits, ops, instruction")
+    instruction = str(kwargs.get("instruction", INSTRUCTION))
     if task == "arithmetic":
         digits = int(kwargs.get("digits", 2))
         ops = "".join(kwargs.get("ops", "+-*"))
         if digits < 1 or not ops or set(ops) - set("+-*"):
             raise UserError("task:arithmetic takes digits >= 1 and ops drawn from '+-*'")
-        return lambda rng: _arithmetic(rng, digits=digits, ops=ops)
+        return lambda rng: _arithmetic(rng, digits=digits, ops=ops, instruction=instruction)
     if task == "word_problems":
-        return _word_problem
+        return lambda rng: _word_problem(rng, instruction=instruction)
     raise UserError(f"unknown task 'task:{task}'; available: {', '.join('task:' + t for t in TASKS)}")
 
 
