@@ -5,7 +5,7 @@ Each stage is a module with ``main(argv)``; ``rlft sft ...`` is the same as
 
 Example:
     >>> sorted(STAGES)
-    ['rewards', 'sft']
+    ['grpo', 'rewards', 'sft']
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from rlft.errors import EXIT_USAGE, run_cli
 
 STAGES = {
     "sft": ("rlft.sft", "supervised fine-tuning on worked solutions"),
+    "grpo": ("rlft.grpo", "GRPO with verifiable rewards"),
     "rewards": ("rlft.reward_check", "score literal completions with a recipe's rewards"),
 }
 

@@ -262,9 +262,9 @@ def write_merged_weights(model: Any, base_dir: str, target: Path) -> None:
         if source.exists() and not (target / name).exists():
             shutil.copy(source, target / name)
     state = {k: v.contiguous() for k, v in merged_state_dict(model).items()}
-    if "lm_head.weight" in state and "model.embed_tokens.weight" in state:
-        if state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr():
-            del state["lm_head.weight"]  # tied embeddings: safetensors refuses shared storage
+    head, embed = state.get("lm_head.weight"), state.get("model.embed_tokens.weight")
+    if head is not None and embed is not None and head.data_ptr() == embed.data_ptr():
+        del state["lm_head.weight"]  # tied embeddings: safetensors refuses shared storage
     tmp = target / "model.safetensors.tmp"
     save_file(state, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, target / "model.safetensors")

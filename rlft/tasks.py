@@ -120,7 +120,7 @@ def _word_problem(rng: random.Random, instruction: str = INSTRUCTION) -> dict[st
 def _make(task: str, kwargs: dict[str, Any]) -> Callable[[random.Random], dict[str, Any]]:
     unknown = set(kwargs) - {"digits", "ops", "instruction"}
     if unknown:
-        raise UserError(f"task:{task} has no option {sorted(unknown)[0]!r}; options: digits, ops, instruction")
+        raise UserError(f"task:{task} has no option {min(unknown)!r}; options: digits, ops, instruction")
     instruction = str(kwargs.get("instruction", INSTRUCTION))
     if task == "arithmetic":
         digits = int(kwargs.get("digits", 2))

@@ -151,8 +151,9 @@ def test_there_are_recipes():
         ["rlft", "sft", "recipes/sft.yaml", "--no_such_key", "1"],
         ["python", "-m", "rlft.sft", "recipes/sft.yaml", "--no_such_key", "1"],
         ["python", "rlft/sft.py", "recipes/sft.yaml", "--no_such_key", "1"],
+        ["rlft", "grpo", "recipes/math.yaml", "--no_such_key", "1"],
     ],
-    ids=["console-script", "python-m", "script"],
+    ids=["console-script", "python-m", "script", "grpo"],
 )
 def test_bad_key_exits_2_with_one_line(command):
     result = run_cmd(command, timeout=180)
