@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     data.require_columns(splits["train"], ["prompt"], "the GRPO stage")
     reward_funcs = reward_args.build()
     rollout.check_batch(cfg, reward_funcs)
+    rollout.preflight_rewards(reward_funcs, splits["train"][0])
 
     # model, generation engine, trainer
     tokenizer = models.load_tokenizer(model_args.model_name_or_path)

@@ -73,6 +73,27 @@ def check_batch(cfg: Any, reward_funcs: list) -> None:
         raise UserError(f"max_completion_length must be positive, got {cfg.max_completion_length}")
 
 
+def preflight_rewards(reward_funcs: list, row: dict[str, Any]) -> None:
+    """Call every reward once on an empty completion for one training row, before any model loads.
+
+    A reward that needs a column the data lacks, or that crashes on its
+    inputs, fails here as one line instead of mid-training inside TRL.
+    """
+    from rewards import RewardInputError
+
+    columns = {k: [v] for k, v in row.items() if k != "prompt"}
+    for func in reward_funcs:
+        name = getattr(func, "__name__", repr(func))
+        try:
+            out = func([""], prompts=[row.get("prompt")], completion_ids=[[]], **columns)
+        except RewardInputError as err:
+            raise UserError(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - user code: report, don't trace back
+            raise UserError(f"reward {name!r} failed on the first training row: {type(err).__name__}: {err}") from None
+        if not isinstance(out, (list, tuple)) or len(out) != 1:
+            raise UserError(f"reward {name!r} must return one value per completion; for 1 it returned {out!r}")
+
+
 def resolve_sync(sync: str, use_peft: bool) -> str:
     """``auto`` -> ``adapter`` on CUDA with LoRA, else ``merged``; full fine-tuning is always ``merged``.
 

@@ -155,3 +155,22 @@ def logprob_agreement(engine, policy, tokenizer):
     diff = torch.cat(diffs)
     # stated tolerance (float32 on both sides): mean < 1e-3, max < 2e-2 nats per token
     assert diff.mean() < 1e-3 and diff.max() < 2e-2, (diff.mean().item(), diff.max().item())
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--reward_funcs", "[accuracy]", "--reward_weights", "[1.0]"], "needs a dataset column 'answer'"),
+        (["--reward_funcs", "[accuracy]", "--reward_weights", "[1.0, 2.0]"], "reward_weights has 2 values for 1"),
+        (["--reward_funcs", "[tests.helpers:broken_reward]", "--reward_weights", "[1.0]"],
+         "failed on the first training row: ZeroDivisionError"),
+    ],
+)
+def test_reward_problems_fail_before_training(extra, needle, tmp_path):
+    from rlft.errors import UserError
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i}?", "solution": str(i)}) + "\n" for i in range(10)))
+    with pytest.raises(UserError, match=needle):
+        grpo.main(["recipes/math.yaml", "--dataset_name", str(data), "--output_dir", str(tmp_path / "o"), *extra])
+    assert not (tmp_path / "o").exists()
