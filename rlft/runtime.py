@@ -31,12 +31,18 @@ def is_main_process() -> bool:
 
 
 def platform_defaults() -> dict:
-    """Recipe defaults that depend on the machine: ``use_cpu`` where no GPU is visible.
+    """Recipe defaults that depend on the machine: ``use_cpu`` and gloo where no GPU is visible.
 
     Lets one recipe run unchanged on a GPU box and on a CPU-only one (where
-    transformers otherwise refuses ``bf16: true`` unless ``use_cpu`` is set).
+    transformers otherwise refuses ``bf16: true`` unless ``use_cpu`` is set). Without
+    ``use_cpu`` and the gloo backend, processes started by ``accelerate launch
+    --num_processes 2`` on CPU each believe they are alone (world size 1).
     """
     import torch
 
     has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    return {} if has_gpu else {"use_cpu": True}
+    if has_gpu:
+        return {}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a single process must not ask for a process group
+        return {"use_cpu": True, "ddp_backend": "gloo"}
+    return {"use_cpu": True}

@@ -43,3 +43,30 @@ def test_launch_configs_are_valid_yaml():
         if cfg["distributed_type"] == "DEEPSPEED":
             assert cfg["deepspeed_config"]["zero_stage"] in (2, 3)
             assert cfg["mixed_precision"] == "bf16"
+
+
+GRPO_TINY = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
+             "--max_completion_length", "16", "--num_train_samples", "32", "--num_test_samples", "4",
+             "--eval_before_after", "false", "--save_strategy", "no", "--report_to", "none",
+             "--log_completions", "false", "--rollout_engine", "hf"]
+
+
+@pytest.mark.parametrize(
+    "launcher,expected",
+    [
+        (["--config_file", "launch/zero2.yaml"], {"zero_stage": 2, "num_processes": 1}),
+        # two processes standing in for two GPUs: rlft's CPU defaults add use_cpu + gloo
+        (["--config_file", "launch/zero3_multi.yaml", "--num_processes", "2"], {"zero_stage": 3, "num_processes": 2}),
+    ],
+    ids=["zero2", "zero3-2proc"],
+)
+def test_grpo_under_deepspeed(launcher, expected, tmp_path, bundled_dir):
+    out = tmp_path / "run"
+    result = run_cmd(["accelerate", "launch", *launcher, "rlft/grpo.py", "recipes/math.yaml", *GRPO_TINY,
+                      "--output_dir", str(out)], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    launch = json.loads((out / "rlft_manifest.json").read_text())["launch"]
+    assert launch["distributed_type"] == "DEEPSPEED"
+    assert {k: launch[k] for k in expected} == expected
+    log = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "loss" in e] == [1, 2]
