@@ -21,10 +21,10 @@ from rewards.verifiers import (
     DEFAULT_TIMEOUT,
     STATS,
     boxed_answers,
-    completion_text,
     equivalent_batch,
     extract_answer,
     gold_answer,
+    tail_text,
 )
 
 
@@ -48,10 +48,10 @@ def make_accuracy(
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
         golds = get_column(columns, answer_column, "accuracy", len(completions))
-        texts = [completion_text(c) for c in completions]
+        texts = [tail_text(c) for c in completions]
         preds = [extract_answer(t, fallback_last_number) for t in texts]
         if not allow_multiple_boxed:
-            preds = [None if len(set(boxed_answers(t[-20_000:]))) > 1 else p for t, p in zip(texts, preds)]
+            preds = [None if len(set(boxed_answers(t))) > 1 else p for t, p in zip(texts, preds)]
         timeouts_before = STATS["timeouts"]
         verdicts = equivalent_batch([(p, gold_answer(g)) for p, g in zip(preds, golds)], timeout)
         accuracy.stats["timeouts"] += STATS["timeouts"] - timeouts_before

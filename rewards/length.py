@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from rewards.base import Reward, RewardInputError, named, positive
-from rewards.verifiers import completion_text
+from rewards.verifiers import completion_text, tail_text
 
 
 def _lengths(completions: list[Any], completion_ids: list | None) -> list[int]:
@@ -76,6 +76,6 @@ def make_repetition_penalty(ngram_size: int = 3, max_penalty: float = -1.0) -> R
         raise RewardInputError(f"reward 'repetition_penalty': max_penalty must be <= 0, got {max_penalty!r}")
 
     def repetition_penalty(completions: list[Any], **columns: Any) -> list[float]:
-        return [max_penalty * repetition_fraction(completion_text(c)[-20_000:], ngram_size) for c in completions]
+        return [max_penalty * repetition_fraction(tail_text(c), ngram_size) for c in completions]
 
     return named(repetition_penalty, "repetition_penalty")

@@ -18,7 +18,7 @@ import unicodedata
 from typing import Any
 
 from rewards.base import Reward, RewardInputError, get_column, named
-from rewards.verifiers import as_number, completion_text, extract_answer
+from rewards.verifiers import as_number, completion_text, extract_answer, tail_text
 
 
 def normalize(text: str, case_sensitive: bool = False) -> str:
@@ -75,7 +75,7 @@ def make_regex_match(pattern: str | None = None, pattern_column: str | None = No
             except (re.error, TypeError):
                 out.append(None)
                 continue
-            text = completion_text(completion)[-20_000:]
+            text = tail_text(completion)
             hit = regex.fullmatch(text.strip()) if full else regex.search(text)
             out.append(float(hit is not None))
         return out

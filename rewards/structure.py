@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from rewards.base import Reward, RewardInputError, named
-from rewards.verifiers import boxed_answers, completion_text
+from rewards.verifiers import boxed_answers, completion_text, tail_text
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _STRICT = re.compile(r"\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*", re.DOTALL)
@@ -77,6 +77,6 @@ def make_answer_format(style: str = "hash") -> Reward:
     check = _STYLES[style]
 
     def answer_format(completions: list[Any], **columns: Any) -> list[float]:
-        return [float(check(completion_text(c)[-20_000:])) for c in completions]
+        return [float(check(tail_text(c))) for c in completions]
 
     return named(answer_format, "answer_format")

@@ -74,6 +74,16 @@ def completion_text(completion: Any) -> str:
     return "" if completion is None else str(completion)
 
 
+def tail_text(completion: Any) -> str:
+    """The last ``SEARCH_TAIL`` characters of a completion's text: all any reward reads.
+
+    Example:
+        >>> len(tail_text("x" * 50_000))
+        20000
+    """
+    return completion_text(completion)[-SEARCH_TAIL:]
+
+
 def boxed_answers(text: str) -> list[str]:
     """Contents of every complete ``\\boxed{...}`` in ``text`` (nested braces kept), in order.
 
@@ -119,7 +129,7 @@ def extract_answer(text: Any, fallback_last_number: bool = True) -> str | None:
         >>> extract_answer("no digits here") is None
         True
     """
-    text = completion_text(text)[-SEARCH_TAIL:]
+    text = tail_text(text)
     if not text.strip():
         return None
     boxed = last_boxed(text)
