@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from trl import ModelConfig
 
@@ -66,6 +66,14 @@ class DataArguments:
     task_kwargs: dict[str, Any] | None = field(
         default=None, metadata={"help": "Options for a task: generator, e.g. {digits: 3, ops: '+-'}."}
     )
+    prompt_column: str | None = field(
+        default=None,
+        metadata={"help": "Build the chat prompt from this text column (e.g. question for GSM8K) when there is "
+                          "no 'prompt' column."},
+    )
+    prompt_instruction: str | None = field(
+        default=None, metadata={"help": "Text added on its own line after each prompt_column question."},
+    )
     sft_target_column: str = field(
         default="solution", metadata={"help": "Column holding the SFT target when there is no 'completion'."}
     )
@@ -107,6 +115,11 @@ class RewardArguments:
     reward_kwargs: dict[str, dict[str, Any]] | None = field(
         default=None,
         metadata={"help": "Settings per reward, e.g. {accuracy: {fallback_last_number: false}}."},
+    )
+
+    on_reward_error: Literal["stop", "skip"] = field(
+        default="stop",
+        metadata={"help": "A reward that raises mid-run: stop (checkpoint, show the sample) or skip the sample."},
     )
 
     def __post_init__(self) -> None:

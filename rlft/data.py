@@ -116,7 +116,27 @@ def load_splits(args: DataArguments, seed: int = 42):
         train = train.select(range(min(args.num_train_samples, len(train))))
     if args.num_test_samples:
         test = test.select(range(min(args.num_test_samples, len(test))))
+    if args.prompt_column:
+        train, test = (with_prompts(split, args.prompt_column, args.prompt_instruction) for split in (train, test))
     return DatasetDict(train=train, test=test)
+
+
+def with_prompts(dataset: Any, column: str, instruction: str | None = None) -> Any:
+    """Add a chat ``prompt`` (one user turn: the ``column`` text, then ``instruction``) to every row.
+
+    How hub datasets such as GSM8K (``question`` / ``answer``) become GRPO prompts.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = with_prompts(Dataset.from_list([{"question": "1+1?", "answer": "2"}]), "question", "Box it.")
+        >>> ds[0]["prompt"]
+        [{'role': 'user', 'content': '1+1?\\nBox it.'}]
+    """
+    require_columns(dataset, [column], "prompt_column")
+    if "prompt" in dataset.column_names:
+        raise UserError(f"dataset already has a 'prompt' column; drop prompt_column ({column!r}) from the recipe")
+    suffix = f"\n{instruction}" if instruction else ""
+    return dataset.map(lambda row: {"prompt": [{"role": "user", "content": f"{row[column]}{suffix}"}]})
 
 
 def require_columns(dataset: Any, columns: Iterable[str], why: str) -> None:

@@ -12,7 +12,7 @@ from rlft.config import coerce, parse_recipe
 from rlft.errors import UserError, run_cli
 from tests.conftest import REPO, run_cmd
 
-RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = sorted((REPO / "recipes").glob("**/*.yaml"))
 
 
 @dataclass
@@ -124,12 +124,12 @@ def test_run_cli_prints_one_line_and_exits_2(capsys):
 
 def stage_of(recipe: Path) -> str:
     first = recipe.read_text().splitlines()[0]
-    match = re.match(r"# (?:accelerate launch rlft/(\w+)\.py|rlft (\w+)) recipes/", first)
+    match = re.match(r"# (?:accelerate launch (?:--\S+ \S+ )*rlft/(\w+)\.py|rlft (\w+)) recipes/", first)
     assert match, f"{recipe.name} must open with the command that runs it, got {first!r}"
     return match.group(1) or match.group(2)
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))
 def test_every_recipe_parses_into_its_dataclasses(recipe):
     import importlib
 
@@ -137,11 +137,12 @@ def test_every_recipe_parses_into_its_dataclasses(recipe):
     module = importlib.import_module(f"rlft.{stage}")
     _instances, resolved = module.parse([str(recipe)])
     assert resolved, f"{recipe.name} is empty"
-    assert f"recipes/{recipe.name}" in recipe.read_text().splitlines()[0]
+    assert str(recipe.relative_to(REPO)) in recipe.read_text().splitlines()[0]
 
 
 def test_there_are_recipes():
-    assert any(r.name == "sft.yaml" for r in RECIPES)
+    names = {str(r.relative_to(REPO / "recipes")) for r in RECIPES}
+    assert {"sft.yaml", "math.yaml", "gpu/qwen2.5-0.5b-gsm8k.yaml", "gpu/qwen2.5-1.5b-gsm8k.yaml"} <= names
 
 
 # The same errors end-to-end, through the three ways of starting a stage.

@@ -78,3 +78,27 @@ def test_for_sft_shapes_chat_and_plain():
 def test_bad_sample_counts():
     with pytest.raises(UserError, match="num_train_samples"):
         DataArguments(num_train_samples=0)
+
+
+def test_prompt_column_turns_gsm8k_shaped_rows_into_chat_prompts_the_accuracy_reward_scores(tmp_path):
+    import rewards
+
+    rows = [{"question": f"Tom has {i} apples and buys 2. How many?", "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}
+            for i in range(10)]
+    path = write_jsonl(tmp_path / "gsm8k.jsonl", rows)
+    splits = load_splits(DataArguments(dataset_name=str(path), prompt_column="question",
+                                       prompt_instruction="Put the answer in \\boxed{}."), seed=0)
+    row = splits["train"][0]
+    assert row["prompt"] == [{"role": "user", "content": f"{row['question']}\nPut the answer in \\boxed{{}}."}]
+    gold = row["answer"].split("#### ")[1]
+    accuracy = rewards.resolve("accuracy")
+    assert accuracy([f"So \\boxed{{{gold}}}", "\\boxed{0}"], answer=[row["answer"]] * 2) == [1.0, 0.0]
+
+
+def test_prompt_column_errors_name_the_column(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "1"}] * 4)
+    with pytest.raises(UserError, match="no column 'problem'.*columns are: question, answer"):
+        load_splits(DataArguments(dataset_name=str(path), prompt_column="problem"))
+    path = write_jsonl(tmp_path / "p.jsonl", ROWS)
+    with pytest.raises(UserError, match="already has a 'prompt' column"):
+        load_splits(DataArguments(dataset_name=str(path), prompt_column="solution"))

@@ -1,0 +1,161 @@
+"""Benchmark: GRPO rollout throughput, HF generate vs rlft's vLLM engine with each sync strategy.
+
+    make bench                                   # all benchmarks
+    .venv/bin/python tests/bench/bench_rollout.py [--prompts 32 --generations 8 --tokens 64]
+
+The bundled model with a LoRA adapter (r=16, all linear layers, bf16), the
+math recipe's prompts and sampling settings. The prompts are generated in
+rounds of ``--per-round`` prompts x ``--generations`` completions, as GRPO
+steps would ask for them; before every vLLM round the adapter is perturbed
+(as an optimizer step would) and the engine syncs, and that sync is timed
+inside the round. HF generates exactly as TRL's own generation does
+(``model.generate`` on the whole batch, sampling). Each engine runs in its own
+process. Reported: generated tokens per second (EOS-terminated completions
+count their real length), seconds per round, sync seconds, engine start-up
+(once per run, reported apart), and the ratios to HF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, python, ratio, write_report
+
+ENGINES = ("hf", "vllm-merged", "vllm-adapter")
+
+
+def setup(args: argparse.Namespace):
+    """Tokenizer, LoRA model and the benchmark's prompt rounds."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from rlft import models, tasks
+
+    torch.manual_seed(0)
+    tokenizer = models.load_tokenizer("bundled:smollm2-135m-instruct")
+    model = models.load_model("bundled:smollm2-135m-instruct", "bfloat16")
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
+    rows = tasks.generate("arithmetic", "train", args.prompts, seed=0, digits=2, ops="+-", instruction="")
+    prompts = [row["prompt"] for row in rows]
+    rounds = [prompts[i:i + args.per_round] for i in range(0, len(prompts), args.per_round)]
+    return tokenizer, model, rounds
+
+
+def perturb(model) -> None:
+    """Move every LoRA B matrix a little, as an optimizer step would."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.add_(torch.randn_like(param) * 1e-3)
+
+
+def run_hf(args: argparse.Namespace) -> dict:
+    import torch
+
+    tokenizer, model, rounds = setup(args)
+    tokenizer.padding_side = "left"
+    model.eval()
+    tokens, seconds = 0, []
+    for batch in rounds:
+        perturb(model)
+        start = time.perf_counter()
+        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch]
+        texts = [t for t in texts for _ in range(args.generations)]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**enc, do_sample=True, temperature=0.8, top_p=1.0, top_k=0,
+                                 max_new_tokens=args.tokens, pad_token_id=tokenizer.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1]:]  # [B, T_new]
+        for row in new.tolist():
+            tokens += row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+        seconds.append(time.perf_counter() - start)
+    return {"tokens": tokens, "round_seconds": seconds, "sync_seconds": [], "start_seconds": 0.0}
+
+
+def run_vllm(args: argparse.Namespace, sync: str) -> dict:
+    from rlft.rollout import RolloutArguments, VLLMEngine
+
+    tokenizer, model, rounds = setup(args)
+    cfg = SimpleNamespace(seed=0, vllm_gpu_memory_utilization=0.15, per_device_train_batch_size=args.per_round
+                          * args.generations, steps_per_generation=1, temperature=0.8, top_p=1.0, top_k=0, max_completion_length=args.tokens,
+                          repetition_penalty=1.0)
+    model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", lora_r=16,
+                                 chat_template_kwargs=None)
+    start = time.perf_counter()
+    engine = VLLMEngine(RolloutArguments(rollout_engine="vllm"), cfg, model_args, tokenizer, sync)
+    started = time.perf_counter() - start
+    trainer = SimpleNamespace(state=SimpleNamespace(global_step=0), model=model, num_generations=args.generations,
+                              accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    engine.trainer = trainer
+    tokens, seconds = 0, []
+    for batch in rounds:
+        perturb(model)
+        trainer.state.global_step += 1
+        begin = time.perf_counter()
+        engine.sync_weights()
+        out = engine.rollout_func([p for p in batch for _ in range(args.generations)], trainer)
+        tokens += sum(len(ids) for ids in out["completion_ids"])
+        seconds.append(time.perf_counter() - begin)
+    syncs = list(engine.sync_seconds)
+    engine.close()
+    return {"tokens": tokens, "round_seconds": seconds, "sync_seconds": syncs, "start_seconds": started}
+
+
+def summarize(name: str, raw: dict) -> dict:
+    total = sum(raw["round_seconds"])
+    syncs = raw["sync_seconds"]
+    return {
+        "engine": name, "tokens": raw["tokens"], "seconds": round(total, 1),
+        "tokens_per_s": round(raw["tokens"] / total, 1),
+        "round_s_mean": round(total / len(raw["round_seconds"]), 2),
+        "sync_s_mean": round(sum(syncs) / len(syncs), 2) if syncs else 0.0,
+        "engine_start_s": round(raw["start_seconds"], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--per-round", type=int, default=4, help="prompts per GRPO step (one sync each)")
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:  # one engine, in a fresh process; raw figures on stdout's last line
+        raw = run_hf(args) if args.child == "hf" else run_vllm(args, args.child.removeprefix("vllm-"))
+        print(json.dumps(raw))
+        return
+
+    results = {}
+    for name in args.engines:
+        cmd = [python(), __file__, "--child", name, "--prompts", str(args.prompts), "--per-round",
+               str(args.per_round), "--generations", str(args.generations), "--tokens", str(args.tokens)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+        results[name] = summarize(name, json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[name]), flush=True)
+    hf = results.get("hf", {}).get("tokens_per_s")
+    report = {
+        "setup": {"prompts": args.prompts, "per_round": args.per_round, "generations": args.generations,
+                  "max_tokens": args.tokens, "model": "bundled smollm2-135m-instruct + LoRA r16 (bf16)"},
+        "results": list(results.values()),
+        "speedup_vs_hf": {name: ratio(r["tokens_per_s"], hf) for name, r in results.items() if name != "hf"},
+    }
+    write_report(args.out, "rollout", report)
+
+
+if __name__ == "__main__":
+    main()
