@@ -34,10 +34,10 @@ test-fast: setup
 
 # The main job: GRPO on the bundled model, then the greedy before/after table (~20 min on 2 cores).
 demo: setup
-	$(VENV)/bin/rlft grpo recipes/math.yaml
+	$(VENV)/bin/rlft grpo recipes/math.yaml --overwrite
 
 demo-sft: setup
-	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft
+	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
 bench: setup

@@ -24,7 +24,9 @@ def get_column(columns: dict[str, Any], name: str, reward: str, n: int) -> list:
     Raises :class:`RewardInputError` naming the reward, the column and the columns there are.
     """
     if name not in columns or columns[name] is None:
-        have = ", ".join(sorted(k for k in columns if not k.startswith(("trainer_", "completion_ids", "log_"))))
+        # TRL passes the prompt column as `prompts`
+        have = ", ".join(sorted("prompt" if k == "prompts" else k for k in columns
+                                if not k.startswith(("trainer_", "completion_ids", "log_"))))
         raise RewardInputError(
             f"reward '{reward}' needs a dataset column '{name}'; the rows have: {have or 'no columns'}"
         )

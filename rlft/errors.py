@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class UserError(Exception):
-    """Bad input from the user: reported as one line, exit code 2."""
+    """Bad input from the user: reported as one line, exit code 2 (subclasses may set ``exit_code``)."""
 
 
 def one_line(message: str) -> str:
@@ -46,7 +46,7 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
         main(argv)
     except UserError as err:
         sys.stderr.write(f"error: {one_line(str(err))}\n")
-        return EXIT_USAGE
+        return getattr(err, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

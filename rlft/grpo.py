@@ -30,48 +30,56 @@ def parse(argv: Sequence[str] | None):
     from rlft.arguments import DataArguments, EvalArguments, ModelArguments, RewardArguments
     from rlft.config import parse_recipe
     from rlft.rollout import RolloutArguments
+    from rlft.run_dir import RunArguments
     from rlft.runtime import platform_defaults
 
-    types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, RolloutArguments, GRPOConfig]
+    types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, RolloutArguments, RunArguments,
+             GRPOConfig]
     return parse_recipe(types, argv, prog="rlft grpo", defaults=platform_defaults())
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the GRPO stage; returns the manifest written to the output directory."""
-    (data_args, eval_args, model_args, reward_args, rollout_args, cfg), recipe = parse(argv)
+    (data_args, eval_args, model_args, reward_args, rollout_args, run_args, cfg), recipe = parse(argv)
 
     from transformers import set_seed
 
-    from rlft import data, greedy, models, rollout
+    from rlft import checks, data, greedy, guards, models, rollout
     from rlft.grpo_trainer import RlftGRPOTrainer
-    from rlft.manifest import finish_run
     from rlft.runtime import is_main_process, setup_logging
+    from rlft.stage import StageRun
 
     setup_logging(cfg.log_level if cfg.log_level != "passive" else "info")
     set_seed(cfg.seed)
+    run = StageRun("grpo", recipe, run_args, model_args)
+    run.check(cfg.output_dir)
 
-    # data and rewards
+    # data and rewards: every reward is tried on the first row before the model loads
     splits = data.load_splits(data_args, seed=cfg.seed)
     data.require_columns(splits["train"], ["prompt"], "the GRPO stage")
     reward_funcs = reward_args.build()
-    rollout.check_batch(cfg, reward_funcs)
-    rollout.preflight_rewards(reward_funcs, splits["train"][0])
+    checks.check_grpo(cfg, reward_funcs)
+    checks.preflight_rewards(reward_funcs, splits["train"][0])
+    reward_funcs = guards.guard_rewards(reward_funcs, reward_args.on_reward_error)
 
     # model, generation engine, trainer
     tokenizer = models.load_tokenizer(model_args.model_name_or_path)
+    checks.require_chat_template(tokenizer, splits["train"], model_args.model_name_or_path)
     model = models.load_model(model_args.model_name_or_path, model_args.dtype)
+    checks.check_lora_targets(model, model_args)
     engine = rollout.make_engine(rollout_args, cfg, model_args, tokenizer)
-    trainer = RlftGRPOTrainer(
-        model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=splits["train"],
-        processing_class=tokenizer, peft_config=models.lora_config(model_args), engine=engine,
-    )
-
-    # train, save
-    trainer.train()
-    trainer.save_model(cfg.output_dir)
-    rollout_info = engine.describe() if engine else {"engine": "hf"}
-    if engine:
-        engine.close()
+    try:
+        trainer = RlftGRPOTrainer(
+            model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=splits["train"],
+            processing_class=tokenizer, peft_config=models.lora_config(model_args), engine=engine,
+        )
+        run.begin(trainer, splits["train"])
+        run.train()
+        trainer.save_model(cfg.output_dir)
+    finally:
+        rollout_info = engine.describe() if engine else {"engine": "hf"}
+        if engine:
+            engine.close()
 
     # greedy before/after on held-out prompts, then the run's record
     if not is_main_process():
@@ -80,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
         results.update(greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args,
                                              cfg.output_dir))
-    manifest = finish_run(trainer, "grpo", recipe, model_args, splits["train"], results)
+    manifest = run.finish(results)
     if "table" in results:
         print(greedy.format_table(results["table"]))
     print(f"saved to {cfg.output_dir}")

@@ -22,6 +22,8 @@ from typing import Any
 
 from trl import GRPOTrainer
 
+from rlft.run_dir import AtomicCheckpoints
+
 logger = logging.getLogger(__name__)
 
 COUNTED = ("timeouts", "none", "errors", "no_answer")
@@ -40,8 +42,8 @@ def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
     return out
 
 
-class RlftGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` with rlft's rollout engine wired in and reward counters in its logs.
+class RlftGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
+    """``GRPOTrainer`` with rlft's rollout engine wired in, reward counters in its logs, atomic checkpoints.
 
     With an ``engine`` (see :mod:`rlft.rollout`), generation goes through TRL's
     ``rollout_func`` hook, and the trainer is told it uses vLLM: TRL then

@@ -76,11 +76,17 @@ def write_run_files(
     data_fingerprint: str | None = None,
     results: dict[str, Any] | None = None,
     launch: dict[str, Any] | None = None,
+    status: str = "complete",
 ) -> dict[str, Any]:
-    """Write ``recipe.yaml`` and ``rlft_manifest.json`` into ``output_dir``; return the manifest."""
+    """Write ``recipe.yaml`` and ``rlft_manifest.json`` into ``output_dir``; return the manifest.
+
+    ``status`` is ``running`` from the moment training starts, then
+    ``complete``, ``halted`` (a training guard stopped it) or ``failed`` (a reward did).
+    """
     output_dir = Path(output_dir)
     manifest = {
         "stage": stage,
+        "status": status,
         "base_model": base_model,
         "seed": seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -113,8 +119,8 @@ def launch_info(accelerator: Any) -> dict[str, Any]:
 
 
 def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any, train: Any,
-               results: dict[str, Any]) -> dict[str, Any]:
-    """Write ``log_history.jsonl``, ``recipe.yaml`` and the manifest of a finished stage (rank 0 only)."""
+               results: dict[str, Any], status: str = "complete") -> dict[str, Any]:
+    """Write ``log_history.jsonl``, ``recipe.yaml`` and the manifest of a stage (rank 0 only)."""
     from rlft.models import base_model_id
 
     output_dir = trainer.args.output_dir
@@ -123,5 +129,5 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
     return write_run_files(
         output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
         data_fingerprint=getattr(train, "_fingerprint", None), results=results,
-        launch=launch_info(trainer.accelerator),
+        launch=launch_info(trainer.accelerator), status=status,
     )

@@ -62,38 +62,6 @@ class RolloutArguments:
     vllm_max_model_len: int = field(default=1024, metadata={"help": "Longest prompt + completion vLLM plans for."})
 
 
-def check_batch(cfg: Any, reward_funcs: list) -> None:
-    """One-line errors for batch and reward settings TRL would only reject deep inside training."""
-    weights = cfg.reward_weights
-    if weights is not None and len(weights) != len(reward_funcs):
-        raise UserError(
-            f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward_funcs; give one weight per reward"
-        )
-    if cfg.max_completion_length is not None and cfg.max_completion_length <= 0:
-        raise UserError(f"max_completion_length must be positive, got {cfg.max_completion_length}")
-
-
-def preflight_rewards(reward_funcs: list, row: dict[str, Any]) -> None:
-    """Call every reward once on an empty completion for one training row, before any model loads.
-
-    A reward that needs a column the data lacks, or that crashes on its
-    inputs, fails here as one line instead of mid-training inside TRL.
-    """
-    from rewards import RewardInputError
-
-    columns = {k: [v] for k, v in row.items() if k != "prompt"}
-    for func in reward_funcs:
-        name = getattr(func, "__name__", repr(func))
-        try:
-            out = func([""], prompts=[row.get("prompt")], completion_ids=[[]], **columns)
-        except RewardInputError as err:
-            raise UserError(str(err)) from None
-        except Exception as err:  # noqa: BLE001 - user code: report, don't trace back
-            raise UserError(f"reward {name!r} failed on the first training row: {type(err).__name__}: {err}") from None
-        if not isinstance(out, (list, tuple)) or len(out) != 1:
-            raise UserError(f"reward {name!r} must return one value per completion; for 1 it returned {out!r}")
-
-
 def resolve_sync(sync: str, use_peft: bool) -> str:
     """``auto`` -> ``adapter`` on CUDA with LoRA, else ``merged``; full fine-tuning is always ``merged``.
 
@@ -156,7 +124,8 @@ class VLLMEngine:
             model=self.base, dtype=args.vllm_dtype, seed=cfg.seed, max_model_len=args.vllm_max_model_len,
             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, logprobs_mode="processed_logprobs",
             enable_lora=sync == "adapter", max_lora_rank=max(model_args.lora_r, 8),
-            max_num_seqs=max(cfg.per_device_train_batch_size, 8), enable_prefix_caching=True,
+            max_num_seqs=max(cfg.per_device_train_batch_size * (cfg.steps_per_generation or 1), 8),
+            enable_prefix_caching=True,
             enforce_eager=not torch.cuda.is_available(),
         )
         logger.info("vLLM engine ready in %.1fs (sync: %s, dtype: %s)", time.perf_counter() - start, sync,

@@ -27,32 +27,38 @@ def parse(argv: Sequence[str] | None):
 
     from rlft.arguments import DataArguments, EvalArguments, ModelArguments
     from rlft.config import parse_recipe
+    from rlft.run_dir import RunArguments
     from rlft.runtime import platform_defaults
 
-    types = [DataArguments, EvalArguments, ModelArguments, SFTConfig]
+    types = [DataArguments, EvalArguments, ModelArguments, RunArguments, SFTConfig]
     return parse_recipe(types, argv, prog="rlft sft", defaults=platform_defaults())
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the SFT stage; returns the manifest written to the output directory."""
-    (data_args, eval_args, model_args, cfg), recipe = parse(argv)
+    (data_args, eval_args, model_args, run_args, cfg), recipe = parse(argv)
 
     from transformers import set_seed
 
-    from rlft import data, greedy, models
-    from rlft.manifest import finish_run
+    from rlft import checks, data, greedy, models
     from rlft.runtime import is_main_process, setup_logging
+    from rlft.stage import StageRun
 
     setup_logging(cfg.log_level if cfg.log_level != "passive" else "info")
     set_seed(cfg.seed)
+    run = StageRun("sft", recipe, run_args, model_args)
+    run.check(cfg.output_dir)
+    checks.check_counts(cfg)
 
     # data, model, trainer
     splits = data.load_splits(data_args, seed=cfg.seed)
     tokenizer = models.load_tokenizer(model_args.model_name_or_path)
+    checks.require_chat_template(tokenizer, splits["train"], model_args.model_name_or_path)
     trainer = build_trainer(cfg, model_args, data_args, splits["train"], tokenizer)
 
     # train, save
-    trainer.train()
+    run.begin(trainer, splits["train"])
+    run.train()
     trainer.save_model(cfg.output_dir)
 
     # greedy before/after on held-out prompts, then the run's record
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results: dict = {}
     if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
         results = greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args, cfg.output_dir)
-    manifest = finish_run(trainer, "sft", recipe, model_args, splits["train"], results)
+    manifest = run.finish(results)
     if results:
         print(greedy.format_table(results["table"]))
     print(f"saved to {cfg.output_dir}")
@@ -69,17 +75,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 def build_trainer(cfg, model_args, data_args, train, tokenizer):
-    """TRL ``SFTTrainer`` on prompt/completion rows (loss on the completion only)."""
+    """TRL ``SFTTrainer`` on prompt/completion rows (loss on the completion only), with atomic checkpoints."""
     from trl import SFTTrainer
 
-    from rlft import data, models
+    from rlft import checks, data, models
+    from rlft.run_dir import AtomicCheckpoints
+
+    class RlftSFTTrainer(AtomicCheckpoints, SFTTrainer):
+        pass
 
     train = data.for_sft(train, data_args.sft_target_column)
     if model_args.chat_template_kwargs:  # TRL's SFT reads template options per row
         options = dict(model_args.chat_template_kwargs)
         train = train.map(lambda _: {"chat_template_kwargs": options})
     model = models.load_model(model_args.model_name_or_path, model_args.dtype)
-    return SFTTrainer(
+    checks.check_lora_targets(model, model_args)
+    return RlftSFTTrainer(
         model=model, args=cfg, train_dataset=train,
         processing_class=tokenizer, peft_config=models.lora_config(model_args),
     )

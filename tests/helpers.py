@@ -11,3 +11,20 @@ def length_reward(completions, **columns):
 def broken_reward(completions, **columns):
     """A reward with a bug, as users write them."""
     return [1 / 0 for _ in completions]
+
+
+def wrong_count_reward(completions, **columns):
+    """Returns two values whatever the batch: the classic off-by-a-batch bug."""
+    return [0.0, 1.0]
+
+
+def fails_after_first_step(completions, trainer_state=None, **columns):
+    """Scores length on the first step; from the second on it parses a "####" marker that is not there."""
+    if trainer_state is not None and trainer_state.global_step >= 1:
+        return [float(completion_text(c).split("####")[1]) for c in completions]  # IndexError, as careless code does
+    return [len(completion_text(c)) / 100 for c in completions]
+
+
+def nan_reward(completions, **columns):
+    """A reward whose arithmetic went wrong: NaN for every completion."""
+    return [float("nan") for _ in completions]

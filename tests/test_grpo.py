@@ -28,6 +28,17 @@ def lora_b_all_nonzero(out) -> bool:
     return bool(lora_b) and all(torch.count_nonzero(t) > 0 for t in lora_b)
 
 
+def tensorboard_tags(out) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in out.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
+
+
 def logged(out) -> list[dict]:
     return [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
 
@@ -40,6 +51,8 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
     args = [*TINY, "--output_dir", str(out), "--rollout_engine", engine[0]]
     if len(engine) > 1:
         args += ["--vllm_sync", engine[1]]
+    if engine == ["hf"]:
+        args += ["--report_to", "tensorboard"]  # the recipe's default logger: local event files
     manifest = grpo.main(args)
     steps = [e for e in logged(out) if "rewards/accuracy/mean" in e]
     assert [e["step"] for e in steps] == [1, 2]
@@ -47,6 +60,8 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
     assert lora_b_all_nonzero(out), "the adapter must move"
     rollout = manifest["results"]["rollout"]
     assert rollout["engine"] == engine[0], "the vLLM engine must not have fallen back to hf"
+    if engine == ["hf"]:
+        assert tensorboard_tags(out) >= {"train/rewards/accuracy/mean", "train/frac_reward_zero_std", "train/loss"}
     if engine[0] == "vllm":
         assert rollout["sync"] == engine[1] and rollout["syncs"] == 1  # after step 1; step 2 is the last
         assert all("sampling/importance_sampling_ratio/mean" in e for e in steps)  # TRL's IS correction ran

@@ -26,7 +26,7 @@ def sft_run(tmp_path_factory, bundled_dir):
 def test_prompt_tokens_are_masked(bundled_tokenizer, bundled_dir, tmp_path):
     from rlft import data
 
-    (data_args, _, model_args, cfg), _ = sft.parse(["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST])
+    (data_args, _, model_args, _, cfg), _ = sft.parse(["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST])
     splits = data.load_splits(data_args, seed=cfg.seed)
     trainer = sft.build_trainer(cfg, model_args, data_args, splits["train"], bundled_tokenizer)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
@@ -100,5 +100,5 @@ def test_saved_adapter_loads_with_peft_and_generates(sft_run, bundled_dir):
 
 def test_recipe_written_by_a_run_reruns(sft_run):
     out, _ = sft_run
-    (_, _, _, cfg), resolved = sft.parse([str(out / "recipe.yaml")])
+    (_, _, _, _, cfg), resolved = sft.parse([str(out / "recipe.yaml")])
     assert cfg.max_steps == 3 and resolved["output_dir"] == str(out)

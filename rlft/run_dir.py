@@ -1,0 +1,175 @@
+"""The run directory: no run overwrites another, killed runs resume, checkpoints are atomic.
+
+- **Protection**: a stage refuses an ``output_dir`` that already holds files
+  unless the recipe says ``--resume`` (continue that run) or ``--overwrite``
+  (delete it and start over). The check runs before anything is loaded or
+  written; the deletion only after every other check passed.
+- **Resume**: ``--resume`` continues from the newest *complete* checkpoint
+  (one with ``trainer_state.json``, which transformers writes last): model or
+  adapter, optimizer, scheduler, RNG states, data position and global step,
+  through ``Trainer.train(resume_from_checkpoint=...)``. The log history
+  comes back with the checkpoint, so it stays continuous.
+- **Atomic checkpoints** (:class:`AtomicCheckpoints`): each checkpoint is
+  written under ``.partial-checkpoint-N`` and renamed to ``checkpoint-N`` once
+  complete. A kill during a save leaves the previous checkpoints intact and a
+  ``.partial-*`` directory that resume ignores and the next start deletes.
+
+Example:
+    >>> import tempfile
+    >>> check_output_dir(tempfile.mkdtemp(), RunArguments()) is None  # empty: a fresh run
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlft.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+PARTIAL = ".partial-"
+RUN_STATES = {  # the manifest's "status", as check_output_dir describes it
+    "running": "an unfinished run (killed, or still running)",
+    "complete": "a finished run",
+    "halted": "a run halted by a training guard",
+    "failed": "a run stopped by a failing reward",
+}
+
+
+@dataclass
+class RunArguments:
+    """What to do when ``output_dir`` already holds a run."""
+
+    resume: bool = field(
+        default=False, metadata={"help": "Continue the run in output_dir from its newest complete checkpoint."},
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Delete what output_dir holds and start over."})
+
+    def __post_init__(self) -> None:
+        if self.resume and self.overwrite:
+            raise UserError("resume and overwrite exclude each other: resume continues the run, overwrite deletes it")
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Checkpoints of a run that were written to the end, oldest first.
+
+    Example:
+        >>> complete_checkpoints("/nonexistent")
+        []
+    """
+    path = Path(output_dir)
+    if not path.is_dir():
+        return []
+    found = []
+    for child in path.iterdir():
+        match = CHECKPOINT.match(child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").exists():
+            found.append((int(match.group(1)), child))
+    return [p for _, p in sorted(found)]
+
+
+def check_output_dir(output_dir: str | Path, run: RunArguments) -> str | None:
+    """Refuse to clobber another run; return the checkpoint to resume from (``None``: a fresh start).
+
+    Called before anything is loaded or written.
+    """
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output_dir {path} is a file; give a directory")
+    entries = [p for p in path.iterdir() if not p.name.startswith(PARTIAL)] if path.is_dir() else []
+    if run.resume:
+        checkpoints = complete_checkpoints(path)
+        if not checkpoints:
+            raise UserError(
+                f"nothing to resume in {path}: it has no complete checkpoint (one is written every save_steps); "
+                "run without --resume to start"
+            )
+        return str(checkpoints[-1])
+    if entries and not run.overwrite:
+        raise UserError(
+            f"output_dir {path} already holds {_describe(path, entries)}; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another output_dir"
+        )
+    return None
+
+
+def _describe(path: Path, entries: list[Path]) -> str:
+    from rlft.models import read_manifest
+
+    status = read_manifest(path).get("status")
+    if status in RUN_STATES:
+        return RUN_STATES[status]
+    if any(CHECKPOINT.match(p.name) for p in entries):
+        return "an unfinished run (checkpoints, no manifest)"
+    return f"{len(entries)} file(s) of something else"
+
+
+def claim_output_dir(output_dir: str | Path, run: RunArguments, is_main: bool = True) -> None:
+    """Make ``output_dir`` ready for this run: emptied for ``overwrite``, partial checkpoints removed.
+
+    Called once every check has passed, just before training starts.
+    """
+    path = Path(output_dir)
+    if not is_main:
+        return
+    if run.overwrite and path.is_dir():
+        logger.warning("overwrite: deleting the previous contents of %s", path)
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    for partial in path.glob(f"{PARTIAL}*"):
+        logger.warning("removing %s, left by a run killed while saving", partial)
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+class AtomicCheckpoints:
+    """Trainer mixin: checkpoints are written under ``.partial-checkpoint-N``, then renamed into place.
+
+    Put it first among the bases: ``class MyTrainer(AtomicCheckpoints, SFTTrainer)``.
+    """
+
+    _staging_dir: str | None = None
+
+    def _get_output_dir(self, trial: Any) -> str:
+        return self._staging_dir or super()._get_output_dir(trial)  # type: ignore[misc]
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        run_dir = Path(super()._get_output_dir(trial))  # type: ignore[misc]
+        name = f"checkpoint-{self.state.global_step}"  # type: ignore[attr-defined]
+        staging = run_dir / f"{PARTIAL}{name}"
+        main = self.args.should_save  # type: ignore[attr-defined]
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
+        self._staging_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
+        if main:
+            final = run_dir / name
+            if final.exists():  # the same step saved again: swap, never a moment without a copy
+                stale = run_dir / f"{PARTIAL}stale-{name}"
+                os.replace(final, stale)
+                os.replace(staging / name, final)
+                shutil.rmtree(stale)
+            else:
+                os.replace(staging / name, final)
+            staging.rmdir()
+            self._rotate(run_dir)
+        self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
+
+    def _rotate(self, run_dir: Path) -> None:
+        from transformers.trainer_utils import rotate_checkpoints
+
+        rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,  # type: ignore
+                           best_model_checkpoint=self.state.best_model_checkpoint)  # type: ignore[attr-defined]

@@ -1,0 +1,95 @@
+"""What every training stage does around TRL's trainer, in order.
+
+1. :meth:`StageRun.check` — before anything loads: the output directory is
+   free, or ``--resume`` names a run with a complete checkpoint.
+2. :meth:`StageRun.begin` — after every other check passed (data, rewards,
+   model, LoRA targets): the directory is claimed (``--overwrite`` empties it)
+   and a manifest with ``status: running`` is written, so even a killed run
+   says what it was.
+3. :meth:`StageRun.train` — TRL's ``train()``, resuming when asked, with the
+   :class:`~rlft.guards.TrainingGuard`. A failing reward or a guard stop saves
+   a checkpoint, marks the manifest and ends with one line (exit code 3).
+4. :meth:`StageRun.finish` — the adapter/model, ``log_history.jsonl`` and the
+   manifest with ``status: complete``.
+
+Example:
+    >>> from rlft.run_dir import RunArguments
+    >>> StageRun("sft", {}, RunArguments(), None).status
+    'new'
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rlft.guards import RewardFailure, TrainingGuard, TrainingHalted
+from rlft.manifest import finish_run
+from rlft.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
+from rlft.runtime import is_main_process
+
+logger = logging.getLogger(__name__)
+
+
+class StageRun:
+    """One stage's run directory, manifest and guarded training loop."""
+
+    def __init__(self, stage: str, recipe: dict[str, Any], run: RunArguments, model_args: Any) -> None:
+        self.stage, self.run, self.model_args = stage, run, model_args
+        self.recipe = {k: v for k, v in recipe.items() if k not in ("resume", "overwrite")}  # not part of a rerun
+        self.resume_from: str | None = None
+        self.trainer: Any = None
+        self.train_rows: Any = None
+        self.guard = TrainingGuard()
+        self.status = "new"
+
+    def check(self, output_dir: str) -> None:
+        """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
+        self.resume_from = check_output_dir(output_dir, self.run)
+        if self.resume_from:
+            logger.info("resuming from %s", self.resume_from)
+
+    def begin(self, trainer: Any, train_rows: Any) -> None:
+        """Claim the directory and write the ``running`` manifest; every other check has passed."""
+        self.trainer, self.train_rows = trainer, train_rows
+        claim_output_dir(trainer.args.output_dir, self.run, is_main_process())
+        trainer.accelerator.wait_for_everyone()
+        trainer.add_callback(self.guard)
+        trainer.args.logging_nan_inf_filter = False  # log a NaN loss as NaN, not as the mean of earlier losses
+        self._record("running", {"resumed_from": self.resume_from} if self.resume_from else {})
+
+    def train(self) -> None:
+        """``trainer.train()``; a failing reward or a guard stop ends the run with a checkpoint and one line."""
+        trainer = self.trainer
+        try:
+            trainer.train(resume_from_checkpoint=self.resume_from)
+        except RewardFailure as err:
+            trainer._save_checkpoint(trainer.model, trial=None)  # the state after the last finished step
+            self._record("failed", {"error": str(err)})
+            raise TrainingHalted(
+                f"{err}; saved {self._last_checkpoint()}: fix the reward and rerun with --resume, "
+                "or set on_reward_error: skip"
+            ) from None
+        if self.guard.halted:
+            self._record("halted", {"error": self.guard.halted})
+            raise TrainingHalted(
+                f"{self.guard.halted}; saved {self._last_checkpoint()} (before that update): lower learning_rate "
+                "or check the data, then rerun with --resume"
+            )
+
+    def finish(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Write the finished run's record; returns the manifest (``{}`` off the main process)."""
+        if self.resume_from:
+            results = {"resumed_from": self.resume_from, **results}
+        return self._record("complete", results)
+
+    def _record(self, status: str, results: dict[str, Any]) -> dict[str, Any]:
+        self.status = status
+        if not is_main_process():
+            return {}
+        return finish_run(self.trainer, self.stage, self.recipe, self.model_args, self.train_rows, results,
+                          status=status)
+
+    def _last_checkpoint(self) -> str:
+        found = complete_checkpoints(self.trainer.args.output_dir)
+        return str(found[-1]) if found else "no checkpoint"

@@ -1,0 +1,315 @@
+"""Reliability: protected run directories, bad input, failing rewards, NaN guards, kills and resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlft import grpo, sft
+from rlft.errors import UserError, run_cli
+from rlft.guards import TrainingHalted
+from rlft.run_dir import RunArguments, check_output_dir, complete_checkpoints
+from tests.conftest import REPO, run_cmd
+
+SFT_TINY = ["recipes/sft.yaml", "--num_train_samples", "48", "--num_test_samples", "4",
+            "--per_device_train_batch_size", "4", "--max_length", "128", "--logging_steps", "1",
+            "--eval_before_after", "false", "--learning_rate", "1e-3", "--warmup_steps", "0",
+            "--save_total_limit", "10"]
+GRPO_TINY = ["recipes/math.yaml", "--per_device_train_batch_size", "8", "--num_generations", "4",
+             "--max_completion_length", "12", "--num_train_samples", "32", "--num_test_samples", "4",
+             "--eval_before_after", "false", "--report_to", "none", "--log_completions", "false",
+             "--rollout_engine", "hf", "--reward_funcs", "[accuracy, tests.helpers:length_reward]",
+             "--reward_weights", "[1.0, 1.0]"]
+
+
+def steps_logged(out: Path) -> list[int]:
+    rows = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows if "loss" in r]
+
+
+def adapter(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path / "adapter_model.safetensors")
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "rlft_manifest.json").read_text())
+
+
+def snapshot(path: Path) -> dict[str, float]:
+    return {str(p.relative_to(path)): p.stat().st_mtime for p in path.rglob("*")} if path.exists() else {}
+
+
+# -- the run directory ------------------------------------------------------------------------------
+
+
+def test_occupied_output_dir_is_refused_unless_resume_or_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"already holds 1 file\(s\).*--resume.*--overwrite"):
+        check_output_dir(out, RunArguments())
+    assert check_output_dir(out, RunArguments(overwrite=True)) is None
+    with pytest.raises(UserError, match="nothing to resume"):
+        check_output_dir(out, RunArguments(resume=True))
+    with pytest.raises(UserError, match="exclude each other"):
+        RunArguments(resume=True, overwrite=True)
+    (out / "rlft_manifest.json").write_text(json.dumps({"status": "complete"}))
+    with pytest.raises(UserError, match="a finished run"):
+        check_output_dir(out, RunArguments())
+
+
+def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
+    for name, complete in (("checkpoint-2", True), ("checkpoint-10", True), ("checkpoint-12", False),
+                           (".partial-checkpoint-14", True)):
+        (tmp_path / name).mkdir()
+        if complete:
+            (tmp_path / name / "trainer_state.json").write_text("{}")
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+    assert check_output_dir(tmp_path, RunArguments(resume=True)).endswith("checkpoint-10")
+
+
+# -- bad input: one line on stderr, exit 2, nothing written -------------------------------------------
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _no_template_model(tmp_path: Path, bundled_dir: Path) -> str:
+    target = tmp_path / "no-template"
+    target.mkdir()
+    for item in bundled_dir.iterdir():
+        if item.name == "chat_template.jinja":
+            continue
+        if item.name == "tokenizer_config.json":
+            config = json.loads(item.read_text())
+            config.pop("chat_template", None)
+            (target / item.name).write_text(json.dumps(config))
+        else:
+            (target / item.name).symlink_to(item)
+    return str(target)
+
+
+BAD_INPUTS = {
+    "unknown key": (["--no_such_key", "1"], "unknown recipe key 'no_such_key'"),
+    "wrong type": (["--max_steps", "abc"], "max_steps"),
+    "missing yaml": (lambda t, b: ["MISSING"], "recipe file not found"),
+    "invalid yaml": (lambda t, b: ["YAML", _write(t / "bad.yaml", "max_steps: [1,\n")], "cannot parse recipe"),
+    "missing dataset file": (["--dataset_name", "/nonexistent/train.jsonl"], "dataset file not found"),
+    "column a reward needs": (lambda t, b: ["--dataset_name", _write(t / "d.jsonl", '{"prompt": "1+1?"}\n' * 4)],
+                              "needs a dataset column 'answer'; the rows have: prompt"),
+    "unknown reward": (["--reward_funcs", "[no_such_reward]"], "no_such_reward"),
+    "unimportable dotted path": (["--reward_funcs", "[nosuchpkg.rewards:score]"], "nosuchpkg"),
+    "wrong number of values": (["--reward_funcs", "[tests.helpers:wrong_count_reward]"],
+                               "must return one value per completion"),
+    "num_generations not dividing the batch": (["--per_device_train_batch_size", "6", "--num_generations", "4"],
+                                               "divisible"),
+    "model path not found": (["--model_name_or_path", "./no/such/model"], "model path not found"),
+    "LoRA target the model lacks": (["--lora_target_modules", "[qkv_proj]"], "no module named 'qkv_proj'"),
+    "zero steps": (["--max_steps", "0"], "max_steps must be positive"),
+    "zero completion length": (["--max_completion_length", "0"], "max_completion_length must be positive"),
+    "zero batch": (["--per_device_train_batch_size", "0"], "per_device_train_batch_size"),
+    "one generation": (["--num_generations", "1", "--per_device_train_batch_size", "4"],
+                       "at least 2 generations per prompt"),
+    "chat data without a chat template": (lambda t, b: ["--model_name_or_path", _no_template_model(t, b)],
+                                          "no chat template"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=lambda c: c.replace(" ", "-"))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, bundled_dir, capsys):
+    extra, expected = BAD_INPUTS[case]
+    extra = extra(tmp_path, bundled_dir) if callable(extra) else extra
+    out = tmp_path / "run"
+    recipe = "recipes/math.yaml"
+    if extra[0] == "MISSING":
+        recipe, extra = "recipes/missing.yaml", extra[1:]
+    elif extra[0] == "YAML":
+        recipe, extra = extra[1], extra[2:]
+    code = run_cli(grpo.main, [recipe, "--max_steps", "2", *extra, "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()  # loading progress bars may come first; the error is one line, the last
+    assert lines[-1].startswith("error: ") and sum(ln.startswith("error:") for ln in lines) == 1, err
+    assert "Traceback" not in err and expected in lines[-1], err
+    assert not out.exists(), "a rejected run must not write anything"
+
+
+def test_rerun_into_a_finished_run_is_refused_from_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "rlft_manifest.json").write_text(json.dumps({"status": "complete"}))
+    before = snapshot(out)
+    result = run_cmd(["rlft", "sft", "recipes/sft.yaml", "--output_dir", str(out)])
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "already holds a finished run" in result.stderr and "--overwrite" in result.stderr
+    assert snapshot(out) == before
+
+
+# -- failing rewards and non-finite numbers (bundled model) ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_reward_raising_mid_run_stops_with_the_sample_and_a_checkpoint(tmp_path, bundled_dir, capsys):
+    out = tmp_path / "run"
+    args = [*GRPO_TINY, "--reward_funcs", "[accuracy, tests.helpers:fails_after_first_step]",
+            "--max_steps", "3", "--save_strategy", "no", "--output_dir", str(out)]
+    code = run_cli(grpo.main, args)
+    err = capsys.readouterr().err
+    assert code == TrainingHalted.exit_code, err
+    assert "reward 'fails_after_first_step' raised IndexError" in err and "on sample 0: prompt" in err, err
+    assert "checkpoint-1" in err and "on_reward_error: skip" in err
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-1"]
+    assert manifest(out)["status"] == "failed"
+
+    skipped = tmp_path / "skip"
+    result = grpo.main([*args[:-1], str(skipped), "--on_reward_error", "skip"])
+    errors = [e.get("rewards/fails_after_first_step/errors", 0) for e in
+              map(json.loads, (skipped / "log_history.jsonl").read_text().splitlines())]
+    assert result["status"] == "complete" and sum(errors) >= 8  # the samples of steps 2 and 3 were skipped
+
+
+@pytest.mark.slow
+def test_nan_reward_stops_the_run(tmp_path, bundled_dir, capsys):
+    code = run_cli(grpo.main, [*GRPO_TINY, "--reward_funcs", "[tests.helpers:nan_reward]", "--reward_weights",
+                               "[1.0]", "--max_steps", "2", "--save_strategy", "no",
+                               "--output_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 3 and "returned nan (not a finite number" in err, err
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_a_finite_checkpoint(tmp_path, bundled_dir, monkeypatch, capsys):
+    from trl import SFTTrainer
+
+    original = SFTTrainer.compute_loss
+
+    def poisoned(self, model, inputs, *args, **kwargs):
+        loss = original(self, model, inputs, *args, **kwargs)
+        if self.state.global_step == 2:  # the third step
+            loss = loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", poisoned)
+    out = tmp_path / "run"
+    code = run_cli(sft.main, [*SFT_TINY, "--max_steps", "5", "--save_steps", "1", "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 3 and "non-finite gradients at step 3" in err and "checkpoint-3" in err, err
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    last, before = adapter(out / "checkpoint-3"), adapter(out / "checkpoint-2")
+    assert all(torch.isfinite(t).all() for t in last.values())
+    assert all(torch.equal(last[k], before[k]) for k in last), "the poisoned update must not be applied"
+    assert manifest(out)["status"] == "halted"
+
+
+# -- kills ------------------------------------------------------------------------------------------------
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _kill_after(proc: subprocess.Popen, ready: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before {ready.name} appeared: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{ready} did not appear")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_sft_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, bundled_dir):
+    common = [*SFT_TINY, "--max_steps", "8", "--save_steps", "2"]
+    whole = tmp_path / "whole"
+    assert run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(whole)]).returncode == 0
+
+    killed = tmp_path / "killed"
+    proc = _start(["-m", "rlft.sft", *common, "--output_dir", str(killed)])
+    _kill_after(proc, killed / "checkpoint-2")
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "adapter_model.safetensors").exists(), "killed before the end"
+
+    again = run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(killed)])
+    assert again.returncode == 2 and "--resume" in again.stderr, "a killed run is protected too"
+    resumed = run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(killed), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert steps_logged(killed) == list(range(1, 9)), "each step logged exactly once"
+    assert manifest(killed)["results"]["resumed_from"].endswith("checkpoint-2")
+    a, b = adapter(whole), adapter(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "resumed weights differ from uninterrupted"
+
+
+@pytest.mark.slow
+def test_kill_during_a_save_keeps_the_previous_checkpoint_and_resume_ignores_the_partial(tmp_path, bundled_dir):
+    out = tmp_path / "run"
+    common = [*SFT_TINY, "--max_steps", "6", "--save_steps", "2", "--output_dir", str(out)]
+    # SIGKILL this process in the middle of writing checkpoint-4 (after the weights, before the RNG state)
+    script = (
+        "import os, signal, sys\n"
+        "from transformers import Trainer\n"
+        "from rlft import sft\n"
+        "save = Trainer._save_rng_state\n"
+        "def dying(self, output_dir):\n"
+        "    if self.state.global_step == 4:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    save(self, output_dir)\n"
+        "Trainer._save_rng_state = dying\n"
+        f"sft.main({common!r})\n"
+    )
+    killed = run_cmd([sys.executable, "-c", script])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (out / ".partial-checkpoint-4").is_dir() and not (out / "checkpoint-4").exists()
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-2"]
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").exists()
+
+    resumed = run_cmd([sys.executable, "-m", "rlft.sft", *common, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not list(out.glob(".partial-*"))
+    assert steps_logged(out) == list(range(1, 7))
+
+
+@pytest.mark.slow
+def test_grpo_killed_then_resumed_continues_the_log(tmp_path, bundled_dir):
+    out = tmp_path / "run"
+    common = [*GRPO_TINY, "--max_steps", "3", "--save_steps", "1", "--output_dir", str(out)]
+    proc = _start(["-m", "rlft.grpo", *common])
+    _kill_after(proc, out / "checkpoint-1")
+    assert manifest(out)["status"] == "running", "the manifest is there from the start"
+    resumed = run_cmd([sys.executable, "-m", "rlft.grpo", *common, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert steps_logged(out) == [1, 2, 3]
+    assert manifest(out)["status"] == "complete"
+    import yaml
+
+    recorded = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert "resume" not in recorded and "overwrite" not in recorded, "they are not part of the recipe"
+
+
+def test_overwrite_replaces_a_finished_run_only_after_checks_pass(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "rlft_manifest.json").write_text(json.dumps({"status": "complete"}))
+    code = run_cli(grpo.main, ["recipes/math.yaml", "--output_dir", str(out), "--overwrite",
+                               "--reward_funcs", "[no_such_reward]"])
+    assert code == 2 and (out / "rlft_manifest.json").exists(), "bad input must not cost the old run"
+    shutil.rmtree(out)
