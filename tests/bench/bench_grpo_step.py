@@ -8,9 +8,9 @@ linear layers, 4 prompts x 8 generations x 32 tokens per step) for
 ``--steps`` steps in its own process, saving nothing, with no before/after
 check. Step time is TRL's own ``step_time`` metric (generation, reward,
 loss and backward of one optimizer step), the same code on both sides; the
-median leaves out the first (warm-up) step. Peak memory is the resident set
-of the whole process tree (vLLM's engine runs in a child process), sampled
-every 0.25 s. Wall time includes loading and, for rlft, starting vLLM.
+median leaves out the first (warm-up) step. Peak memory is the proportional
+set size (PSS) of the whole process tree (vLLM's engine runs in a child
+process), sampled every 0.25 s. Wall time includes loading and, for rlft, starting vLLM.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
         "results": list(results.values()),
         "step_time_vs_stock_trl": {s: ratio(r["median_step_s"], trl.get("median_step_s"))
                                    for s, r in results.items() if s != "stock-trl"},
-        "peak_rss_vs_stock_trl": {s: ratio(r["peak_rss_mib"], trl.get("peak_rss_mib"))
+        "peak_mem_vs_stock_trl": {s: ratio(r["peak_mem_mib"], trl.get("peak_mem_mib"))
                                   for s, r in results.items() if s != "stock-trl"},
     }
     write_report(args.out, "grpo_step", report)

@@ -31,7 +31,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 class TreeMemory:
-    """Samples the resident memory of a process and all its children (vLLM runs its engine in a child).
+    """Samples the memory of a process and all its children (vLLM runs its engine in a child).
+
+    Proportional set size (PSS): pages shared between processes (forked
+    reward workers share most of their parent) are split among them instead
+    of being counted once per process as RSS would. RSS where PSS is unavailable.
 
     Example:
         >>> with TreeMemory(os.getpid()) as mem:
@@ -57,8 +61,9 @@ class TreeMemory:
         total = 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
+                info = proc.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return total / 2**20
 
@@ -78,7 +83,7 @@ class TreeMemory:
 
 
 def run_measured(cmd: list[str], log_path: Path, timeout: float | None = None) -> dict[str, float]:
-    """Run ``cmd`` (output to ``log_path``); return its wall seconds and the peak RSS of its process tree."""
+    """Run ``cmd`` (output to ``log_path``); return its wall seconds and the peak memory (PSS) of its tree."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     with open(log_path, "w") as log:
@@ -93,7 +98,7 @@ def run_measured(cmd: list[str], log_path: Path, timeout: float | None = None) -
     if code != 0:
         tail = log_path.read_text().splitlines()[-15:]
         raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {code}; last lines of {log_path}:\n" + "\n".join(tail))
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(mem.peak_mib)}
+    return {"wall_s": round(wall, 1), "peak_mem_mib": round(mem.peak_mib)}
 
 
 def step_times(log_history: list[dict[str, Any]], skip_first: int = 1) -> list[float]:

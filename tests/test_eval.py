@@ -1,0 +1,144 @@
+"""rlft eval: statistics, the general suite, base-vs-adapter evaluation, determinism, sweeps, reports."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from rlft import eval as rlft_eval
+from rlft.evaluation import _rows
+from rlft.metrics import paired_bootstrap, pass_at_k
+from rlft.suite import SUITE, check
+
+
+@pytest.mark.parametrize(("n", "c", "k", "expected"), [
+    (5, 2, 2, 1 - 3 / 10),     # 1 - C(3,2)/C(5,2)
+    (6, 3, 2, 1 - 3 / 15),     # 1 - C(3,2)/C(6,2)
+    (10, 0, 3, 0.0),
+    (3, 1, 3, 1.0),            # every draw of 3 includes the correct one
+    (20, 5, 1, 5 / 20),        # pass@1 is the plain success rate
+])
+def test_pass_at_k_matches_hand_computed_values(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+
+
+def test_paired_bootstrap_is_seeded_and_brackets_the_difference():
+    a, b = [0, 1, 0, 0, 1] * 20, [1, 1, 0, 1, 1] * 20
+    first, again = paired_bootstrap(a, b, seed=3), paired_bootstrap(a, b, seed=3)
+    assert first == again
+    assert first["diff"] == pytest.approx(0.4) and first["low"] < 0.4 < first["high"]
+    same = paired_bootstrap(a, a)
+    assert same["low"] == same["high"] == 0.0
+
+
+def test_general_suite_has_fifty_items_over_six_skills_each_checkable():
+    assert len(SUITE) >= 50
+    assert {i["category"] for i in SUITE} == {"facts", "arithmetic", "units", "code", "translation", "instructions"}
+    assert all(i["check"] in {"contains", "number", "regex", "words", "upper", "no_letter", "items"} for i in SUITE)
+
+
+@pytest.mark.parametrize(("kind", "accept", "good", "bad"), [
+    ("contains", ["Paris"], "It is Paris.", "It is Parisian."),
+    ("number", ["56"], "7 times 8 is 56.", "It is 54."),
+    ("regex", [r"^\W*yes\W*$"], "Yes.", "Yes, it is hot."),
+    ("words", ["3"], "Blue and bright", "Blue sky"),
+    ("upper", [], "GREEN!", "Green"),
+    ("no_letter", ["e"], "Black", "Red"),
+    ("items", ["3"], "apple, pear, plum", "apple, pear"),
+])
+def test_suite_verifiers(kind, accept, good, bad):
+    item = {"check": kind, "accept": accept}
+    assert check(item, good) and not check(item, bad)
+
+
+def test_sweep_marks_the_best_checkpoint_not_the_last():
+    tokenizer = type("T", (), {"__call__": lambda self, text, **kw: {"input_ids": text.split()}})()
+    per_model = {name: {"scores": scores, "formatted": [True] * 4, "outputs": ["a b"] * 4, "general_pass": []}
+                 for name, scores in (("base", [0, 0, 0, 0]), ("run/checkpoint-1", [1, 0, 0, 0]),
+                                      ("run/checkpoint-2", [1, 1, 1, 0]), ("run", [1, 1, 0, 0]))}
+    args = SimpleNamespace(bootstrap_resamples=200, seed=0, sweep="run")
+    rows = _rows(list(per_model), per_model, [], args, tokenizer)
+    assert [r["model"] for r in rows if r.get("best")] == ["run/checkpoint-2"]
+    assert rows[2]["diff"] == pytest.approx(0.75)
+
+
+def test_models_list_on_the_command_line(tmp_path):
+    (_, _, _, args), _ = rlft_eval.parse(["recipes/eval_math.yaml", "--models", "base", "runs/a", "runs/b",
+                                          "--output_dir", str(tmp_path)])
+    assert args.models == ["base", "runs/a", "runs/b"]
+
+
+# -- on the bundled model ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, bundled_dir):
+    """A 4-step SFT adapter with checkpoints (different enough from the base to change some answers)."""
+    from rlft import sft
+
+    out = tmp_path_factory.mktemp("eval") / "sft"
+    sft.main(["recipes/sft.yaml", "--output_dir", str(out), "--num_train_samples", "32", "--max_steps", "4",
+              "--per_device_train_batch_size", "4", "--learning_rate", "2e-3", "--save_steps", "2",
+              "--save_total_limit", "5", "--eval_before_after", "false", "--logging_steps", "1"])
+    return out
+
+
+EVAL = ["recipes/eval_math.yaml", "--eval_samples", "12", "--num_test_samples", "12", "--eval_max_new_tokens", "24",
+        "--eval_batch_size", "12", "--bootstrap_resamples", "200"]
+
+
+@pytest.mark.slow
+def test_eval_base_vs_adapter_writes_report_and_is_byte_identical_on_rerun(trained, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    results = rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "hf", "--output_dir", str(first)])
+    rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "hf", "--output_dir", str(second)])
+    assert (first / "samples.jsonl").read_bytes() == (second / "samples.jsonl").read_bytes()
+    rows = {r["model"]: r for r in results["models"]}
+    assert set(rows) == {"base", str(trained)} and rows[str(trained)]["n"] == 12
+    assert "diff" in rows[str(trained)] and rows[str(trained)]["diff_low"] <= rows[str(trained)]["diff_high"]
+    samples = [json.loads(line) for line in (first / "samples.jsonl").read_text().splitlines()]
+    task = [s for s in samples if s["set"] == "task"]
+    general = [s for s in samples if s["set"] == "general"]
+    assert len(task) == 12 and len(general) == len(SUITE)
+    assert any(s["outputs"]["base"]["text"] != s["outputs"][str(trained)]["text"] for s in samples), \
+        "the adapter must change some answers"
+    html = (first / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2  # accuracy + the run's reward/loss curves
+    assert (first / "accuracy.png").read_bytes()[:4] == b"\x89PNG" and "General skills" in html
+
+
+@pytest.mark.slow
+def test_vllm_engine_switches_models_and_agrees_with_hf(trained, tmp_path):
+    hf = rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "hf", "--general_suite", "false",
+                         "--output_dir", str(tmp_path / "hf")])
+    vllm = rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "vllm", "--general_suite", "false",
+                           "--vllm_gpu_memory_utilization", "0.15", "--output_dir", str(tmp_path / "vllm")])
+    assert vllm["engine"] == "vllm"
+
+    def outputs(run):
+        rows = [json.loads(line) for line in (tmp_path / run / "samples.jsonl").read_text().splitlines()]
+        return {m: [r["outputs"][m]["text"] for r in rows] for m in ("base", str(trained))}
+
+    a, b = outputs("hf"), outputs("vllm")
+    for model in a:  # float32 weights: the engines agree on (almost) every greedy answer
+        same = sum(x == y for x, y in zip(a[model], b[model]))
+        assert same >= 10, f"{model}: vLLM and HF agree on only {same}/12"
+    assert a["base"] != a[str(trained)] and b["base"] != b[str(trained)], "the engine must have switched weights"
+    assert [r["accuracy"] for r in hf["models"]] == pytest.approx([r["accuracy"] for r in vllm["models"]], abs=0.1)
+
+
+@pytest.mark.slow
+def test_sweep_evaluates_every_checkpoint(trained, tmp_path):
+    results = rlft_eval.main([*EVAL, "--sweep", str(trained), "--engine", "hf", "--general_suite", "false",
+                              "--output_dir", str(tmp_path / "sweep")])
+    names = [r["model"] for r in results["models"]]
+    assert names == ["base", str(trained / "checkpoint-2"), str(trained / "checkpoint-4"), str(trained)]
+    best = [r for r in results["models"] if r.get("best")]
+    assert len(best) == 1 and best[0]["accuracy"] == max(r["accuracy"] for r in results["models"][1:])
