@@ -43,6 +43,9 @@ class EvalRunArguments:
     bootstrap_resamples: int = field(default=2000, metadata={"help": "Resamples for the 95% intervals."})
     seed: int = field(default=42, metadata={"help": "Seed for data, sampling and the bootstrap."})
     vllm_gpu_memory_utilization: float = field(default=0.2, metadata={"help": "vLLM memory share (RAM on CPU)."})
+    vllm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
+        default="auto", metadata={"help": "vLLM weights dtype; float32 gives HF's greedy text exactly on CPU."},
+    )
 
 
 def gather_list(argv: Sequence[str], key: str) -> list[str]:

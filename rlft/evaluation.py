@@ -36,7 +36,7 @@ def _run_models(names: list[str], base_dir: str, prompts: list[Any], answers: li
     from rlft.metrics import pass_at_k
 
     gen = scoring.Generator(args.engine, base_dir, tokenizer, eval_args.eval_max_new_tokens,
-                            eval_args.eval_batch_size, args.seed, args.vllm_gpu_memory_utilization)
+                            eval_args.eval_batch_size, args.seed, args.vllm_gpu_memory_utilization, args.vllm_dtype)
     per_model: dict[str, dict] = {}
     try:
         for name in names:

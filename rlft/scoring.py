@@ -69,18 +69,18 @@ class Generator:
     """Greedy completions for one model at a time, through vLLM (switching weights) or HF."""
 
     def __init__(self, engine: str, base_dir: str, tokenizer: Any, max_new_tokens: int, batch_size: int,
-                 seed: int, vllm_gpu_memory_utilization: float = 0.2) -> None:
+                 seed: int, vllm_gpu_memory_utilization: float = 0.2, vllm_dtype: str = "auto") -> None:
         self.tokenizer, self.max_new_tokens, self.batch_size = tokenizer, max_new_tokens, batch_size
         self.base_dir, self.llm, self.scratch, self.model = base_dir, None, None, None
         if engine == "vllm":
             try:
-                self._start_vllm(seed, vllm_gpu_memory_utilization)
+                self._start_vllm(seed, vllm_gpu_memory_utilization, vllm_dtype)
             except Exception as err:  # noqa: BLE001 - fall back to HF, never end the evaluation
                 logger.warning("vLLM unavailable (%s); evaluating with transformers instead", one_line(str(err))[:300])
                 self.llm = None
         self.engine = "vllm" if self.llm is not None else "hf"
 
-    def _start_vllm(self, seed: int, memory: float) -> None:
+    def _start_vllm(self, seed: int, memory: float, dtype: str) -> None:
         import os
 
         import torch
@@ -92,7 +92,7 @@ class Generator:
 
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=_fast_tmp()))
         start = time.perf_counter()
-        self.llm = LLM(model=self.base_dir, seed=seed, gpu_memory_utilization=memory, max_model_len=1024,
+        self.llm = LLM(model=self.base_dir, seed=seed, dtype=dtype, gpu_memory_utilization=memory, max_model_len=1024,
                        enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=True)
         logger.info("vLLM evaluation engine ready in %.1fs", time.perf_counter() - start)
 

@@ -119,7 +119,8 @@ def test_vllm_engine_switches_models_and_agrees_with_hf(trained, tmp_path):
     hf = rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "hf", "--general_suite", "false",
                          "--output_dir", str(tmp_path / "hf")])
     vllm = rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "vllm", "--general_suite", "false",
-                           "--vllm_gpu_memory_utilization", "0.15", "--output_dir", str(tmp_path / "vllm")])
+                           "--vllm_gpu_memory_utilization", "0.15", "--vllm_dtype", "float32",
+                           "--output_dir", str(tmp_path / "vllm")])
     assert vllm["engine"] == "vllm"
 
     def outputs(run):
@@ -129,7 +130,7 @@ def test_vllm_engine_switches_models_and_agrees_with_hf(trained, tmp_path):
     a, b = outputs("hf"), outputs("vllm")
     for model in a:  # float32 weights: the engines agree on (almost) every greedy answer
         same = sum(x == y for x, y in zip(a[model], b[model]))
-        assert same >= 10, f"{model}: vLLM and HF agree on only {same}/12"
+        assert same >= 11, f"{model}: vLLM and HF agree on only {same}/12"
     assert a["base"] != a[str(trained)] and b["base"] != b[str(trained)], "the engine must have switched weights"
     assert [r["accuracy"] for r in hf["models"]] == pytest.approx([r["accuracy"] for r in vllm["models"]], abs=0.1)
 
