@@ -76,10 +76,12 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def check_output_dir(output_dir: str | Path, run: RunArguments) -> str | None:
+def check_output_dir(output_dir: str | Path, run: RunArguments, refuse: bool = True) -> str | None:
     """Refuse to clobber another run; return the checkpoint to resume from (``None``: a fresh start).
 
-    Called before anything is loaded or written.
+    Called before anything is loaded or written. In a multi-process launch
+    only rank 0 refuses (``refuse``): the others could otherwise see the files
+    rank 0 has just started writing; a refusal there ends the whole launch.
     """
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
@@ -93,7 +95,7 @@ def check_output_dir(output_dir: str | Path, run: RunArguments) -> str | None:
                 "run without --resume to start"
             )
         return str(checkpoints[-1])
-    if entries and not run.overwrite:
+    if entries and not run.overwrite and refuse:
         raise UserError(
             f"output_dir {path} already holds {_describe(path, entries)}; pass --resume to continue it, --overwrite to "
             "replace it, or choose another output_dir"

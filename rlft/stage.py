@@ -45,7 +45,7 @@ class StageRun:
 
     def check(self, output_dir: str) -> None:
         """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
-        self.resume_from = check_output_dir(output_dir, self.run)
+        self.resume_from = check_output_dir(output_dir, self.run, refuse=is_main_process())
         if self.resume_from:
             logger.info("resuming from %s", self.resume_from)
 

@@ -330,3 +330,25 @@ def test_hostile_completions_are_parsed_never_executed(tmp_path):
     scores = accuracy(completions, answer=["31415926"] * len(completions))
     assert scores == [0.0] * len(completions)
     assert not marker.exists(), "a completion was executed"
+
+
+def test_guard_warns_on_a_dead_reward_signal_and_a_runaway_kl(caplog):
+    from types import SimpleNamespace
+
+    from rlft.guards import TrainingGuard
+
+    guard = TrainingGuard(zero_spread_steps=3, kl_warn=1.0)
+    control = SimpleNamespace(should_training_stop=False, should_save=False)
+    with caplog.at_level("WARNING", logger="rlft.guards"):
+        for step, spread in enumerate([1.0, 1.0, 0.5, 1.0, 1.0], start=1):  # the streak breaks at step 3
+            guard.on_log(None, SimpleNamespace(global_step=step), control, logs={"frac_reward_zero_std": spread})
+        assert "no learning signal" not in caplog.text
+        guard.on_log(None, SimpleNamespace(global_step=6), control, logs={"frac_reward_zero_std": 1.0})
+        assert caplog.text.count("no learning signal: for 3 steps") == 1
+        guard.on_log(None, SimpleNamespace(global_step=7), control, logs={"kl": 0.2})
+        assert "running away" not in caplog.text
+        guard.on_log(None, SimpleNamespace(global_step=8), control, logs={"kl": 3.5})
+        assert "KL to the reference reached 3.5 at step 8" in caplog.text
+    assert not control.should_training_stop, "warnings, not stops"
+    guard.on_log(None, SimpleNamespace(global_step=9), control, logs={"loss": float("inf")})
+    assert control.should_training_stop and control.should_save and "non-finite loss" in guard.halted
