@@ -47,7 +47,7 @@ def test_chat_template_kwargs_reach_training(bundled_dir, tmp_path):
         "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
     )
     argv = ["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST, "--chat_template_kwargs", "{greeting: true}"]
-    (data_args, _, model_args, cfg), _ = sft.parse(argv)
+    (data_args, _, model_args, _, cfg), _ = sft.parse(argv)
     splits = data.load_splits(data_args, seed=cfg.seed)
     trainer = sft.build_trainer(cfg, model_args, data_args, splits["train"], tokenizer)
     assert tokenizer.decode(trainer.train_dataset[0]["input_ids"]).startswith("HELLO user:")
