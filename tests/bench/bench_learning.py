@@ -12,7 +12,7 @@
    prompts with the same verifier as the recipe's closing check; so are both
    runs' checkpoints at the last step they both saved (learning per step).
 
-Reported: steps, wall seconds, accuracy and gain over base for each side.
+Reported: steps, wall seconds, peak memory, accuracy and gain over base for each side.
 About 45 minutes on 2 CPU cores with the math recipe.
 """
 
