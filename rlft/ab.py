@@ -124,13 +124,13 @@ def tally(secret: dict[str, Any], ratings: list[dict[str, str]], resamples: int 
             raise UserError(f"rating {rating['id']!r} has choice {choice!r}; expected one of the labels or tie")
     if not per_item:
         raise UserError("no ratings to tally")
-    rng = random.Random(seed)
+    from rlft.metrics import bootstrap_mean
+
     out = {}
-    for model in models:
-        scores = [row[model] for row in per_item]
-        means = sorted(sum(rng.choice(scores) for _ in scores) / len(scores) for _ in range(resamples))
-        out[model] = {"win_rate": sum(scores) / len(scores), "low": means[int(0.025 * (resamples - 1))],
-                      "high": means[round(0.975 * (resamples - 1))], "n": len(scores)}
+    for i, model in enumerate(models):
+        interval = bootstrap_mean([row[model] for row in per_item], resamples, seed + i)
+        out[model] = {"win_rate": interval["mean"], "low": interval["low"], "high": interval["high"],
+                      "n": len(per_item)}
     return out
 
 

@@ -64,14 +64,14 @@ def _run_models(names: list[str], base_dir: str, prompts: list[Any], answers: li
 
 def _rows(names: list[str], per_model: dict[str, dict], general: list[dict], args: Any, tokenizer: Any) -> list[dict]:
     from rlft import scoring
-    from rlft.metrics import paired_bootstrap
+    from rlft.metrics import bootstrap_mean, paired_bootstrap
 
     base = per_model.get("base")
     rows = []
     for name in names:
         m = per_model[name]
         row = scoring.summarize(name, m["scores"], m["formatted"], m["outputs"], tokenizer)
-        own = paired_bootstrap([0.0] * len(m["scores"]), m["scores"], args.bootstrap_resamples, args.seed)
+        own = bootstrap_mean(m["scores"], args.bootstrap_resamples, args.seed)
         row.update(low=own["low"], high=own["high"], **m.get("pass_at_k", {}))
         if base is not None and name != "base":
             diff = paired_bootstrap(base["scores"], m["scores"], args.bootstrap_resamples, args.seed)

@@ -184,11 +184,7 @@ class VLLMEngine:
 
     def encode(self, prompt: Any) -> list[int]:
         """Prompt token ids, through the chat template for chat prompts."""
-        if isinstance(prompt, str):
-            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return self.tokenizer.apply_chat_template(
-            prompt, add_generation_prompt=True, tokenize=True, return_dict=False, **self.chat_template_kwargs
-        )
+        return encode_prompt(self.tokenizer, prompt, self.chat_template_kwargs)
 
     def describe(self) -> dict[str, Any]:
         """What generated the rollouts, for the run manifest."""
@@ -199,10 +195,24 @@ class VLLMEngine:
     def close(self) -> None:
         """Stop the engine's worker process and delete the scratch files."""
         shutil.rmtree(self.scratch, ignore_errors=True)
-        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+        shutdown_llm(self.llm)
         del self.llm
+
+
+def encode_prompt(tokenizer: Any, prompt: Any, chat_template_kwargs: dict | None = None) -> list[int]:
+    """Token ids of a prompt: plain text as is, chat messages through the chat template."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=True, tokenize=True, return_dict=False, **(chat_template_kwargs or {})
+    )
+
+
+def shutdown_llm(llm: Any) -> None:
+    """Stop an in-process ``vllm.LLM``'s engine-core worker process."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
 
 
 def _fast_tmp() -> str | None:

@@ -116,9 +116,9 @@ class Generator:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        ids = [self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=False)
-               if not isinstance(p, str) else self.tokenizer(p, add_special_tokens=False)["input_ids"]
-               for p in prompts]
+        from rlft.rollout import encode_prompt
+
+        ids = [encode_prompt(self.tokenizer, p) for p in prompts]
         params = SamplingParams(n=samples, temperature=temperature, seed=seed, max_tokens=self.max_new_tokens)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], params, use_tqdm=False)
         return [sample.text for request in outputs for sample in request.outputs]
@@ -128,9 +128,9 @@ class Generator:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if self.llm is not None:
-            core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-            if core is not None and hasattr(core, "shutdown"):
-                core.shutdown()
+            from rlft.rollout import shutdown_llm
+
+            shutdown_llm(self.llm)
             self.llm = None
 
 
