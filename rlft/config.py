@@ -32,7 +32,7 @@ import json
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -335,6 +335,7 @@ def parse_recipe(
     prog: str = "rlft",
     defaults: dict[str, Any] | None = None,
     file_keys_only: set[str] | None = None,
+    adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Build one instance of each dataclass from ``[recipe.yaml] [--key value ...]``.
 
@@ -346,7 +347,9 @@ def parse_recipe(
     neither the file nor the command line sets the key, and are not recorded
     in the resolved recipe, which stays portable. With ``file_keys_only``,
     the recipe file's other keys are ignored (a tool that reads one part of a
-    stage's recipe, e.g. its rewards).
+    stage's recipe, e.g. its rewards). ``adjust`` maps the merged values to
+    the ones used (e.g. bf16 off on a CPU without native bf16); like
+    ``defaults``, its changes stay out of the resolved recipe.
 
     Example:
         >>> from trl import SFTConfig  # doctest: +SKIP
@@ -373,10 +376,12 @@ def parse_recipe(
                 raise UserError(
                     f"recipe key '{key}' ({source}) must be {_describe(keys[key])}, got {value!r}"
                 ) from None
+    given = {**(defaults or {}), **resolved}
+    if adjust is not None:
+        given = adjust(given)
     instances = []
     for cls in dataclass_types:
         names = _fields(cls)
-        given = {**(defaults or {}), **resolved}
         kwargs = {k: v for k, v in given.items() if k in names}
         try:
             instances.append(cls(**kwargs))

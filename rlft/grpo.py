@@ -31,11 +31,11 @@ def parse(argv: Sequence[str] | None):
     from rlft.config import parse_recipe
     from rlft.rollout import RolloutArguments
     from rlft.run_dir import RunArguments
-    from rlft.runtime import platform_defaults
+    from rlft.runtime import cpu_precision, platform_defaults
 
     types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, RolloutArguments, RunArguments,
              GRPOConfig]
-    return parse_recipe(types, argv, prog="rlft grpo", defaults=platform_defaults())
+    return parse_recipe(types, argv, prog="rlft grpo", defaults=platform_defaults(), adjust=cpu_precision)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from trl import GRPOTrainer
 
+from rlft.importance import DeferredImportanceSampling
 from rlft.run_dir import AtomicCheckpoints
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
     return out
 
 
-class RlftGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
+class RlftGRPOTrainer(AtomicCheckpoints, DeferredImportanceSampling, GRPOTrainer):
     """``GRPOTrainer`` with rlft's rollout engine wired in, reward counters in its logs, atomic checkpoints.
 
     With an ``engine`` (see :mod:`rlft.rollout`), generation goes through TRL's
@@ -50,7 +52,9 @@ class RlftGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
     computes the trainer's logprobs of the sampled tokens, applies its
     importance-sampling correction against the engine's logprobs, and calls
     ``engine.sync_weights()`` once per optimizer step — the same code paths
-    as its own colocated vLLM, with rlft's engine in place of TRL's.
+    as its own colocated vLLM, with rlft's engine in place of TRL's. When
+    generation is on-policy the correction reuses the training forward's
+    logprobs instead of a separate forward (:mod:`rlft.importance`).
     """
 
     def __init__(self, *args: Any, engine: Any = None, **kwargs: Any) -> None:
@@ -70,4 +74,7 @@ class RlftGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
             for key, value in now.items():
                 logs[key] = value - self._last_counters.get(key, 0)
             self._last_counters = now
+            if self.log_completions and self.accelerator.is_main_process:
+                # TRL makes this folder in __init__; ``--overwrite`` empties the output dir after that
+                os.makedirs(os.path.join(self.args.output_dir, "completions"), exist_ok=True)
         super().log(logs, start_time)

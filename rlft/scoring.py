@@ -88,13 +88,14 @@ class Generator:
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
         from vllm import LLM
 
-        from rlft.rollout import _fast_tmp
+        from rlft.rollout import _fast_tmp, engine_dtype
 
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=_fast_tmp()))
         start = time.perf_counter()
+        dtype = engine_dtype(dtype, prefer_bf16=True)  # greedy text: speed where bf16 is native
         self.llm = LLM(model=self.base_dir, seed=seed, dtype=dtype, gpu_memory_utilization=memory, max_model_len=1024,
                        enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=True)
-        logger.info("vLLM evaluation engine ready in %.1fs", time.perf_counter() - start)
+        logger.info("vLLM evaluation engine ready in %.1fs (dtype: %s)", time.perf_counter() - start, dtype)
 
     def load(self, model: Any) -> None:
         """Make ``model`` (loaded, adapters merged) the one that answers; vLLM reloads it in place."""

@@ -28,10 +28,10 @@ def parse(argv: Sequence[str] | None):
     from rlft.arguments import DataArguments, EvalArguments, ModelArguments
     from rlft.config import parse_recipe
     from rlft.run_dir import RunArguments
-    from rlft.runtime import platform_defaults
+    from rlft.runtime import cpu_precision, platform_defaults
 
     types = [DataArguments, EvalArguments, ModelArguments, RunArguments, SFTConfig]
-    return parse_recipe(types, argv, prog="rlft sft", defaults=platform_defaults())
+    return parse_recipe(types, argv, prog="rlft sft", defaults=platform_defaults(), adjust=cpu_precision)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -51,6 +51,10 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
     args = [*TINY, "--output_dir", str(out), "--rollout_engine", engine[0]]
     if len(engine) > 1:
         args += ["--vllm_sync", engine[1]]
+    if engine == ["vllm", "merged"]:  # a rerun over an old run: --overwrite must not break TRL's completion logs
+        out.mkdir()
+        (out / "old.txt").write_text("from an earlier run")
+        args += ["--overwrite", "--log_completions", "true"]
     if engine == ["hf"]:
         args += ["--report_to", "tensorboard"]  # the recipe's default logger: local event files
     manifest = grpo.main(args)
@@ -65,6 +69,8 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
     if engine[0] == "vllm":
         assert rollout["sync"] == engine[1] and rollout["syncs"] == 1  # after step 1; step 2 is the last
         assert all("sampling/importance_sampling_ratio/mean" in e for e in steps)  # TRL's IS correction ran
+    if engine == ["vllm", "merged"]:
+        assert not (out / "old.txt").exists() and len(list((out / "completions").glob("*.parquet"))) == 2
 
 
 def test_full_fine_tuning_runs(tmp_path, bundled_dir):

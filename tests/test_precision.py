@@ -1,0 +1,48 @@
+"""bf16 on a CPU without native bf16: rlft trains and generates in float32 instead of tens of times slower."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from rlft import grpo, runtime
+from rlft.rollout import engine_dtype
+
+
+@pytest.fixture
+def slow_bf16(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: 58.0)  # as measured on an AVX2-only EPYC
+
+
+@pytest.fixture
+def fast_bf16(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: 0.6)  # AMX: bf16 faster than float32
+
+
+def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog):
+    caplog.set_level(logging.WARNING, logger="rlft.runtime")
+    (*_, cfg), recipe = grpo.parse(["recipes/math.yaml"])
+    assert cfg.bf16 is False and recipe["bf16"] is True  # the recipe on disk and in the manifest keeps asking
+    assert len(caplog.records) == 1 and "no native bfloat16" in caplog.text and "float32" in caplog.text
+
+
+def test_recipe_bf16_kept_where_the_cpu_has_it(fast_bf16, caplog):
+    (*_, cfg), _ = grpo.parse(["recipes/math.yaml"])
+    assert cfg.bf16 is True and not caplog.records
+
+
+def test_engine_dtype_follows_the_trainer_on_cpu(slow_bf16):
+    assert engine_dtype("auto", prefer_bf16=True) == "float32"
+    assert engine_dtype("auto", prefer_bf16=False) == "float32"
+    assert engine_dtype("bfloat16", prefer_bf16=False) == "bfloat16"  # asked for explicitly: honoured
+
+
+def test_engine_dtype_uses_bf16_where_it_is_native(fast_bf16):
+    assert engine_dtype("auto", prefer_bf16=True) == "bfloat16"
+    assert engine_dtype("auto", prefer_bf16=False) == "float32"  # a float32 trainer gets a float32 engine
+
+
+def test_measured_slowdown_is_a_positive_ratio():
+    runtime.cpu_bf16_slowdown.cache_clear()
+    assert runtime.cpu_bf16_slowdown() > 0
