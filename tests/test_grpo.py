@@ -106,7 +106,7 @@ PROMPTS = [[{"role": "user", "content": q}] for q in
 def make_engine(sync, tokenizer):
     from rlft.rollout import RolloutArguments, VLLMEngine
 
-    cfg = SimpleNamespace(seed=0, per_device_train_batch_size=8, steps_per_generation=1,
+    cfg = SimpleNamespace(seed=0, per_device_train_batch_size=8, steps_per_generation=1, bf16=False,
                           vllm_gpu_memory_utilization=0.15, temperature=1.0,
                           top_p=1.0, top_k=0, max_completion_length=24, repetition_penalty=1.0)
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", chat_template_kwargs=None,
