@@ -82,12 +82,19 @@ def cpu_bf16_slowdown() -> float:
     return best_of(torch.bfloat16) / max(best_of(torch.float32), 1e-9)
 
 
+_precision_notes: list[str] = []
+
+
 def cpu_precision(values: dict) -> dict:
     """Recipe values with ``bf16`` turned off, with a warning, on a CPU that has no fast bf16 kernels.
 
     A recipe written for a bf16-capable machine (``bf16: true``) then still runs
     at float32 speed instead of tens of times slower. Has no effect where a
-    GPU is visible or the recipe does not ask for bf16.
+    GPU is visible or the recipe does not ask for bf16. Under ``accelerate
+    launch`` with ``mixed_precision: bf16`` (e.g. ``launch/zero2.yaml``) the
+    launcher's ``ACCELERATE_MIXED_PRECISION`` is set to ``no`` as well, or
+    transformers would hand DeepSpeed a bf16 config that contradicts the
+    float32 run and stop.
 
     Example:
         >>> cpu_precision({"bf16": False})
@@ -98,6 +105,20 @@ def cpu_precision(values: dict) -> dict:
     slowdown = cpu_bf16_slowdown()
     if slowdown < 3.0:
         return values
-    logger.warning("bf16: this CPU has no native bfloat16 matmul (measured %.0fx slower than float32); "
-                   "training in float32 instead (set bf16: false to silence this)", slowdown)
+    # Logged by log_precision_notes() once the output directory is accepted, so a
+    # refused run prints its one-line error and nothing else.
+    _precision_notes.append(f"bf16: this CPU has no native bfloat16 matmul (measured {slowdown:.0f}x slower than "
+                            "float32); training in float32 instead (set bf16: false to silence this)")
+    if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16":
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
     return {**values, "bf16": False}
+
+
+def log_precision_notes() -> None:
+    """Log (once) the precision changes :func:`cpu_precision` made while the recipe was parsed.
+
+    Example:
+        >>> log_precision_notes()
+    """
+    while _precision_notes:
+        logger.warning(_precision_notes.pop(0))

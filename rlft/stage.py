@@ -26,7 +26,7 @@ from typing import Any
 from rlft.guards import RewardFailure, TrainingGuard, TrainingHalted
 from rlft.manifest import finish_run
 from rlft.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
-from rlft.runtime import is_main_process
+from rlft.runtime import is_main_process, log_precision_notes
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class StageRun:
     def check(self, output_dir: str) -> None:
         """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
         self.resume_from = check_output_dir(output_dir, self.run, refuse=is_main_process())
+        log_precision_notes()
         if self.resume_from:
             logger.info("resuming from %s", self.resume_from)
 

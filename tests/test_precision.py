@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from rlft import grpo, runtime
 from rlft.rollout import engine_dtype
+from rlft.stage import StageRun
 
 
 @pytest.fixture
@@ -20,10 +22,14 @@ def fast_bf16(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: 0.6)  # AMX: bf16 faster than float32
 
 
-def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog):
+def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as `accelerate launch --config_file launch/zero2.yaml` sets
     caplog.set_level(logging.WARNING, logger="rlft.runtime")
-    (*_, cfg), recipe = grpo.parse(["recipes/math.yaml"])
+    (*_, run, cfg), recipe = grpo.parse(["recipes/math.yaml", "--output_dir", str(tmp_path / "run")])
     assert cfg.bf16 is False and recipe["bf16"] is True  # the recipe on disk and in the manifest keeps asking
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"  # or DeepSpeed gets a bf16 config and refuses
+    assert not caplog.records  # nothing yet: a refused output_dir prints its one-line error alone
+    StageRun("grpo", recipe, run, None).check(cfg.output_dir)
     assert len(caplog.records) == 1 and "no native bfloat16" in caplog.text and "float32" in caplog.text
 
 
