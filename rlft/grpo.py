@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     checks.require_chat_template(tokenizer, splits["train"], model_args.model_name_or_path)
     model = models.load_model(model_args.model_name_or_path, model_args.dtype)
     checks.check_lora_targets(model, model_args)
-    engine = rollout.make_engine(rollout_args, cfg, model_args, tokenizer)
+    engine = rollout.make_engine(rollout_args, cfg, model_args, tokenizer, start_model=model)
     try:
         trainer = RlftGRPOTrainer(
             model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=splits["train"],

@@ -105,13 +105,19 @@ def engine_dtype(requested: str, prefer_bf16: bool) -> str:
     return "bfloat16" if prefer_bf16 and cpu_bf16_slowdown() < 3.0 else "float32"
 
 
-def make_engine(args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any) -> VLLMEngine | None:
-    """The engine for ``args.rollout_engine`` (``None``: TRL generates), falling back to ``hf`` with a warning."""
+def make_engine(args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any,
+                start_model: Any = None) -> VLLMEngine | None:
+    """The engine for ``args.rollout_engine`` (``None``: TRL generates), falling back to ``hf`` with a warning.
+
+    ``start_model`` is the loaded starting model; the engine needs it when
+    ``model_name_or_path`` is an earlier stage's adapter (its merged weights
+    are what vLLM starts from).
+    """
     if args.rollout_engine == "hf":
         return None
     sync = resolve_sync(args.vllm_sync, model_args.use_peft)
     try:
-        return VLLMEngine(args, cfg, model_args, tokenizer, sync)
+        return VLLMEngine(args, cfg, model_args, tokenizer, sync, start_model)
     except Exception as err:  # noqa: BLE001 - any engine failure degrades to HF, never ends the run
         logger.warning("vLLM engine unavailable (%s); generating with transformers (rollout_engine: hf) instead",
                        one_line(str(err))[:300])
@@ -121,7 +127,8 @@ def make_engine(args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: An
 class VLLMEngine:
     """An in-process vLLM engine that TRL drives through ``rollout_func`` and ``sync_weights``."""
 
-    def __init__(self, args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any, sync: str) -> None:
+    def __init__(self, args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any, sync: str,
+                 start_model: Any = None) -> None:
         from rlft.models import resolve_model
 
         cores = sorted(os.sched_getaffinity(0))
@@ -130,12 +137,16 @@ class VLLMEngine:
         from vllm import LLM
 
         resolved = resolve_model(model_args.model_name_or_path)
-        if resolved.adapters:
-            raise UserError("rollout_engine: vllm starts from a plain model; merge earlier adapters first")
         self.base = resolved.base
         self.sync, self.cfg, self.tokenizer = sync, cfg, tokenizer
         self.chat_template_kwargs = dict(model_args.chat_template_kwargs or {})
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-vllm-", dir=_fast_tmp()))
+        start = self.base
+        if resolved.adapters:  # an earlier stage's adapter chain: vLLM starts from its merged weights
+            if start_model is None:
+                raise UserError("rollout_engine: vllm needs the loaded starting model to merge earlier adapters")
+            start = str(self.scratch / "start")
+            write_merged_weights(start_model, self.base, Path(start))
         self.trainer: Any = None
         self.lora_request: Any = None
         self.version = 0
@@ -143,18 +154,18 @@ class VLLMEngine:
         import torch
 
         dtype = engine_dtype(args.vllm_dtype, cfg.bf16)
-        start = time.perf_counter()
+        began = time.perf_counter()
         # On CPU, torch.compile made startup 137 s instead of 28 s and generation slower
         # (220 vs 290 tok/s, bundled model, 32 x 64 tokens): eager there; compiled graphs on GPU.
         self.llm = LLM(
-            model=self.base, dtype=dtype, seed=cfg.seed, max_model_len=args.vllm_max_model_len,
+            model=start, tokenizer=self.base, dtype=dtype, seed=cfg.seed, max_model_len=args.vllm_max_model_len,
             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, logprobs_mode="processed_logprobs",
             enable_lora=sync == "adapter", max_lora_rank=max(model_args.lora_r, 8),
             max_num_seqs=max(cfg.per_device_train_batch_size * (cfg.steps_per_generation or 1), 8),
             enable_prefix_caching=True,
             enforce_eager=not torch.cuda.is_available(),
         )
-        logger.info("vLLM engine ready in %.1fs (sync: %s, dtype: %s)", time.perf_counter() - start, sync, dtype)
+        logger.info("vLLM engine ready in %.1fs (sync: %s, dtype: %s)", time.perf_counter() - began, sync, dtype)
 
     # -- TRL calls this (as `vllm_generation.sync_weights()`) when the optimizer step changed --
     def sync_weights(self) -> None:
