@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-sft bench bench-rewards bench-rollout bench-step bench-learning lint clean
+.PHONY: setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ test-fast: setup
 # The main job: GRPO on the bundled model, then the greedy before/after table (~20 min on 2 cores).
 demo: setup
 	$(VENV)/bin/rlft grpo recipes/math.yaml --overwrite
+
+# SFT -> pairs -> DPO -> GRPO, then base/SFT/DPO/GRPO evaluated side by side (~45 min on 2 cores).
+pipeline: setup
+	$(VENV)/bin/rlft pipeline recipes/pipeline.yaml
 
 demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite

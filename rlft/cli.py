@@ -5,7 +5,7 @@ Each stage is a module with ``main(argv)`` (or ``module:function``); ``rlft sft 
 
 Example:
     >>> sorted(STAGES)
-    ['ab', 'ab-tally', 'eval', 'grpo', 'rewards', 'sft']
+    ['ab', 'ab-tally', 'dpo', 'eval', 'grpo', 'orpo', 'pairs', 'pipeline', 'rewards', 'sft']
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from rlft.errors import EXIT_USAGE, run_cli
 
 STAGES = {
     "sft": ("rlft.sft", "supervised fine-tuning on worked solutions"),
+    "pairs": ("rlft.pairs", "preference pairs sampled from a policy and scored by verifiable rewards"),
+    "dpo": ("rlft.dpo", "DPO preference tuning"),
+    "orpo": ("rlft.orpo", "ORPO preference tuning (no reference model)"),
     "grpo": ("rlft.grpo", "GRPO with verifiable rewards"),
+    "pipeline": ("rlft.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage"),
     "eval": ("rlft.eval", "greedy, verifier-scored comparison of models against their base"),
     "rewards": ("rlft.reward_check", "score literal completions with a recipe's rewards"),
     "ab": ("rlft.ab", "blind A/B rating page from an eval's samples.jsonl"),
