@@ -1,0 +1,178 @@
+"""Preference stage: pairs from verifiable rewards, DPO and ORPO on the bundled model, SFT -> DPO -> GRPO chaining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlft.errors import UserError
+from rlft.pairs import PairsArguments, build_pairs, weighted_scores
+
+ROWS = [{"prompt": "What is 2 + 2?", "answer": "4"}, {"prompt": "What is 3 + 5?", "answer": "8"},
+        {"prompt": "What is 9 - 1?", "answer": "8"}]
+
+
+# -- pairs: pure functions ------------------------------------------------------------------------
+
+
+def test_pairs_keep_only_prompts_whose_best_beats_worst_by_the_gap():
+    texts = ["4", "5", "4",   "7", "9", "6",   "8", "8", "8"]  # three groups of k=3
+    scores = [1.0, 0.0, 1.0,   0.0, 0.0, 0.0,   1.0, 1.0, 1.0]
+    pairs = build_pairs(ROWS, texts, scores, k=3, min_gap=0.5, source={"seed": 1})
+    assert [p["prompt"] for p in pairs] == ["What is 2 + 2?"]  # all-wrong and all-right groups make no pair
+    pair = pairs[0]
+    assert (pair["chosen"], pair["rejected"], pair["score_chosen"], pair["score_rejected"]) == ("4", "5", 1.0, 0.0)
+    assert pair["answer"] == "4" and pair["source"] == {"seed": 1}
+
+
+def test_pairs_ties_take_the_earliest_sample_and_unverifiable_ones_are_skipped():
+    texts = ["a", "b", "c", "d"]
+    pairs = build_pairs(ROWS[:1], texts, [None, 0.2, 0.9, 0.9], k=4, min_gap=0.5, source={})
+    assert (pairs[0]["chosen"], pairs[0]["rejected"]) == ("c", "b")
+    assert build_pairs(ROWS[:1], texts, [None, None, None, 1.0], k=4, min_gap=0.5, source={}) == []
+
+
+def test_weighted_scores_call_rewards_like_trl_and_propagate_none():
+    seen = {}
+
+    def right(completions, prompts, answer, **_):
+        seen.update(prompts=prompts, answer=answer)
+        return [1.0 if c == a else (None if c == "?" else 0.0) for c, a in zip(completions, answer)]
+
+    def short(completions, **_):
+        return [-len(c) / 10 for c in completions]
+
+    scores = weighted_scores([right, short], [1.0, 0.5], ROWS[:1], ["4", "44", "?"], k=3)
+    assert scores[:2] == pytest.approx([1.0 - 0.05, 0.0 - 0.1])
+    assert scores[2] is None and seen["prompts"] == ["What is 2 + 2?"] * 3 and seen["answer"] == ["4"] * 3
+    with pytest.raises(UserError, match="reward_weights has 1 values for 2 reward_funcs"):
+        weighted_scores([right, short], [1.0], ROWS[:1], ["4"], k=1)
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("samples_per_prompt", 1, "at least 2"), ("temperature", 0.0, "temperature must be > 0"),
+    ("min_score_gap", 0.0, "min_score_gap must be > 0"),
+])
+def test_pairs_arguments_refuse_settings_that_cannot_make_pairs(key, value, needle):
+    with pytest.raises(UserError, match=needle):
+        PairsArguments(**{key: value})
+
+
+# -- stages on the bundled model -----------------------------------------------------------------
+
+PAIRS_FAST = ["--num_train_samples", "6", "--num_test_samples", "2", "--samples_per_prompt", "4",
+              "--max_new_tokens", "12", "--engine", "hf", "--min_score_gap", "0.01",
+              "--reward_funcs", "[accuracy, tests.helpers:length_reward]"]
+STAGE_FAST = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
+              "--save_strategy", "no", "--eval_samples", "2", "--eval_max_new_tokens", "8",
+              "--learning_rate", "1e-3", "--max_length", "96", "--test_size", "0.2"]
+
+
+def lora_b_nonzero(out: Path) -> bool:
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "adapter_model.safetensors")
+    return any(torch.count_nonzero(t) > 0 for k, t in weights.items() if "lora_B" in k)
+
+
+def logged(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory, bundled_dir):
+    from rlft import pairs
+
+    out = tmp_path_factory.mktemp("pairs") / "run"
+    pairs.main(["recipes/pairs.yaml", "--output_dir", str(out), *PAIRS_FAST])
+    return out / "pairs.jsonl"
+
+
+@pytest.mark.slow
+def test_pairs_are_deterministic_for_a_seed_and_chosen_beats_rejected(pairs_file, tmp_path):
+    from rlft import pairs
+
+    again = tmp_path / "again"
+    manifest = pairs.main(["recipes/pairs.yaml", "--output_dir", str(again), *PAIRS_FAST])
+    assert (again / "pairs.jsonl").read_bytes() == pairs_file.read_bytes()
+    rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    assert rows and all(r["score_chosen"] - r["score_rejected"] >= 0.01 for r in rows)
+    assert all(r["chosen"][0]["role"] == "assistant" and r["source"]["seed"] == 42 for r in rows)
+    assert manifest["results"]["pairs"] == len(rows) and manifest["stage"] == "pairs"
+
+
+@pytest.mark.slow
+def test_dpo_trains_with_lora_and_one_model_in_memory(pairs_file, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    from rlft import dpo, models
+
+    loads = []  # every model load goes through PreTrainedModel.from_pretrained (Auto classes and TRL's too)
+    original = PreTrainedModel.from_pretrained.__func__
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(a[0]) or original(cls, *a, **k)))
+    out = tmp_path / "dpo"
+    manifest = dpo.main(["recipes/dpo.yaml", "--output_dir", str(out), "--dataset_name", str(pairs_file),
+                         "--eval_before_after", "false", *STAGE_FAST])
+    assert len(loads) == 1, "LoRA DPO must use the policy with its adapter disabled as the reference"
+    steps = [e for e in logged(out) if "loss" in e and "rewards/margins" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    assert steps[0]["rewards/chosen"] == 0.0 and steps[0]["rewards/rejected"] == 0.0  # policy == reference at start
+    assert lora_b_nonzero(out) and manifest["results"]["margins"]["rewards/margins"] == steps[-1]["rewards/margins"]
+    assert type(models.load_model(str(out))).__name__ == "LlamaForCausalLM"
+
+
+@pytest.mark.slow
+def test_orpo_trains_from_the_base_model(pairs_file, tmp_path):
+    from rlft import models, orpo
+
+    out = tmp_path / "orpo"
+    manifest = orpo.main(["recipes/orpo.yaml", "--output_dir", str(out), "--dataset_name", str(pairs_file),
+                          *STAGE_FAST])
+    steps = [e for e in logged(out) if "loss" in e and "rewards/margins" in e]
+    assert [e["step"] for e in steps] == [1, 2] and all(e["loss"] == e["loss"] for e in steps)  # not NaN
+    assert lora_b_nonzero(out) and manifest["results"]["table"][0]["model"] == "base"
+    assert type(models.load_model(str(out))).__name__ == "LlamaForCausalLM"
+
+
+@pytest.mark.slow
+def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
+    """DPO starts from (and is referenced to) the SFT model; GRPO and its vLLM engine start from the DPO chain."""
+    from rlft import dpo, grpo, models, sft
+
+    sft_dir, dpo_dir, grpo_dir = tmp_path / "sft", tmp_path / "dpo", tmp_path / "grpo"
+    sft.main(["recipes/sft.yaml", "--output_dir", str(sft_dir), "--num_train_samples", "8", "--num_test_samples", "2",
+              "--per_device_train_batch_size", "4", "--max_steps", "2", "--save_strategy", "no",
+              "--eval_before_after", "false", "--learning_rate", "1e-3"])
+    dpo.main(["recipes/dpo.yaml", "--output_dir", str(dpo_dir), "--dataset_name", str(pairs_file),
+              "--model_name_or_path", str(sft_dir), "--eval_before_after", "false", *STAGE_FAST])
+    first = next(e for e in logged(dpo_dir) if "rewards/chosen" in e)
+    assert first["rewards/chosen"] == 0.0, "the reference must be the SFT model (the policy's starting point)"
+    resolved = models.resolve_model(str(dpo_dir))
+    assert [Path(a).name for a in resolved.adapters] == ["sft", "dpo"]
+
+    from tests.test_grpo import TINY
+
+    manifest = grpo.main([*TINY, "--output_dir", str(grpo_dir), "--model_name_or_path", str(dpo_dir),
+                          "--rollout_engine", "vllm", "--max_steps", "1"])
+    assert manifest["results"]["rollout"]["engine"] == "vllm", "the vLLM engine must accept the DPO chain"
+    assert [Path(a).name for a in models.resolve_model(str(grpo_dir)).adapters] == ["sft", "dpo", "grpo"]
+    assert type(models.load_model(str(grpo_dir))).__name__ == "LlamaForCausalLM"
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+
+
+def test_pipeline_checks_every_stage_before_running_any(tmp_path):
+    from rlft import pipeline
+
+    recipe = tmp_path / "p.yaml"
+    recipe.write_text("output_dir: {}\nstages:\n  sft: {{recipe: recipes/sft.yaml, overrides: {{max_steps: 1}}}}\n"
+                      "  dpo: {{recipe: recipes/dpo.yaml, overrides: {{model_name_or_path: '@sft', betta: 0.1}}}}\n"
+                      .format(tmp_path / "out"))
+    with pytest.raises(UserError, match="pipeline stage 'dpo': unknown recipe key 'betta'"):
+        pipeline.main([str(recipe)])
+    assert not (tmp_path / "out").exists(), "nothing may run when a later stage's recipe is wrong"
