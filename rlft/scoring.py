@@ -93,8 +93,12 @@ class Generator:
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=_fast_tmp()))
         start = time.perf_counter()
         dtype = engine_dtype(dtype, prefer_bf16=True)  # greedy text: speed where bf16 is native
+        # No chunked prefill: vLLM 0.32 crashes ("CPU Generator does not use offset") when a
+        # seeded sampling request's prefill is split across steps on CPU, which happens once
+        # a batch's prompts exceed the step's token budget (300 prompts x 8 samples did).
         self.llm = LLM(model=self.base_dir, seed=seed, dtype=dtype, gpu_memory_utilization=memory, max_model_len=1024,
-                       enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=True)
+                       enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=True,
+                       enable_chunked_prefill=False, max_num_batched_tokens=8192)
         logger.info("vLLM evaluation engine ready in %.1fs (dtype: %s)", time.perf_counter() - start, dtype)
 
     def load(self, model: Any) -> None:
