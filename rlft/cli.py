@@ -5,7 +5,7 @@ Each stage is a module with ``main(argv)`` (or ``module:function``); ``rlft sft 
 
 Example:
     >>> sorted(STAGES)
-    ['ab', 'ab-tally', 'dpo', 'eval', 'grpo', 'orpo', 'pairs', 'pipeline', 'rewards', 'sft']
+    ['ab', 'ab-tally', 'dpo', 'eval', 'grpo', 'merge', 'orpo', 'pairs', 'pipeline', 'rewards', 'sft']
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ STAGES = {
     "orpo": ("rlft.orpo", "ORPO preference tuning (no reference model)"),
     "grpo": ("rlft.grpo", "GRPO with verifiable rewards"),
     "pipeline": ("rlft.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage"),
+    "merge": ("rlft.merge", "fold a run's adapter chain into its base: a plain transformers/vLLM model directory"),
     "eval": ("rlft.eval", "greedy, verifier-scored comparison of models against their base"),
     "rewards": ("rlft.reward_check", "score literal completions with a recipe's rewards"),
     "ab": ("rlft.ab", "blind A/B rating page from an eval's samples.jsonl"),

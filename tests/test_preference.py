@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlft.errors import UserError
+from rlft.errors import UserError, run_cli
 from rlft.pairs import PairsArguments, build_pairs, weighted_scores
 
 ROWS = [{"prompt": "What is 2 + 2?", "answer": "4"}, {"prompt": "What is 3 + 5?", "answer": "8"},
@@ -141,7 +141,7 @@ def test_orpo_trains_from_the_base_model(pairs_file, tmp_path):
 @pytest.mark.slow
 def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     """DPO starts from (and is referenced to) the SFT model; GRPO and its vLLM engine start from the DPO chain."""
-    from rlft import dpo, grpo, models, sft
+    from rlft import dpo, grpo, merge, models, sft
 
     sft_dir, dpo_dir, grpo_dir = tmp_path / "sft", tmp_path / "dpo", tmp_path / "grpo"
     sft.main(["recipes/sft.yaml", "--output_dir", str(sft_dir), "--num_train_samples", "8", "--num_test_samples", "2",
@@ -161,6 +161,20 @@ def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     assert manifest["results"]["rollout"]["engine"] == "vllm", "the vLLM engine must accept the DPO chain"
     assert [Path(a).name for a in models.resolve_model(str(grpo_dir)).adapters] == ["sft", "dpo", "grpo"]
     assert type(models.load_model(str(grpo_dir))).__name__ == "LlamaForCausalLM"
+
+    # `rlft merge` turns the chain into a directory plain transformers loads, with the same outputs
+    from transformers import AutoModelForCausalLM
+
+    merged = tmp_path / "merged"
+    assert run_cli(merge.main, [str(grpo_dir), str(merged)]) == 0
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        expected = models.load_model(str(grpo_dir)).eval()(ids).logits
+        got = AutoModelForCausalLM.from_pretrained(merged).eval()(ids).logits
+    torch.testing.assert_close(got, expected)
+    assert [Path(a).name for a in json.loads((merged / "rlft_merged.json").read_text())["adapters"]] == ["sft", "dpo", "grpo"]
+    assert (merged / "tokenizer_config.json").exists()
+    assert run_cli(merge.main, [str(grpo_dir), str(merged)]) == 2  # an existing out_dir is never replaced silently
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
