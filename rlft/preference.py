@@ -18,8 +18,8 @@ adapter:
 
 The cost is a merge at load time (a second or two for a 135M model) and
 that a chained adapter cannot be loaded by plain ``peft`` on the raw base:
-load it with ``rlft.models.load_model(run_dir)``, or merge the chain with
-``rlft eval``/``load_model`` and save the result.
+load it with ``rlft.models.load_model(run_dir)``, or fold the chain into one
+plain model directory with ``rlft merge run_dir out_dir`` (:mod:`rlft.merge`).
 
 Full fine-tuning (``use_peft: false``) loads a second, frozen copy of the
 starting model as DPO's reference (TRL's default would reload the raw base

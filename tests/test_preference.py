@@ -126,6 +126,32 @@ def test_dpo_trains_with_lora_and_one_model_in_memory(pairs_file, tmp_path, monk
 
 
 @pytest.mark.slow
+def test_dpo_takes_a_standard_plain_text_preference_file(tmp_path, bundled_dir):
+    """A user's own pairs: plain strings, no `answer` column (so no before/after check), no rlft provenance."""
+    from rlft import dpo
+
+    rows = [{"prompt": f"Name a colour number {i}.", "chosen": " Blue.", "rejected": " I cannot answer that."}
+            for i in range(8)]
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "dpo"
+    manifest = dpo.main(["recipes/dpo.yaml", "--output_dir", str(out), "--dataset_name", str(data), *STAGE_FAST])
+    steps = [e for e in logged(out) if "rewards/margins" in e]
+    assert [e["step"] for e in steps] == [1, 2] and lora_b_nonzero(out)
+    assert manifest["status"] == "complete" and "table" not in manifest["results"]
+
+
+def test_preference_data_without_a_rejected_column_is_one_line_exit_2(tmp_path, capsys):
+    from rlft import dpo
+
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Hi {i}", "chosen": "Hello"}) + "\n" for i in range(10)))
+    code = run_cli(dpo.main, ["recipes/dpo.yaml", "--output_dir", str(tmp_path / "out"), "--dataset_name", str(data)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "missing: rejected" in err[-1] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
 def test_orpo_trains_from_the_base_model(pairs_file, tmp_path):
     from rlft import models, orpo
 
