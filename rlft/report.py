@@ -28,15 +28,33 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _label(name: str, limit: int = 40) -> str:
+    """A model's name for the table: whole up to ``limit`` characters, else its tail after an ellipsis."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """One line per model: accuracy with its interval, change vs base (with interval), format, length."""
-    lines = [f"{'model':<12} {'accuracy':>8}   {'95% CI':<13} {'vs base':<22} {'format':>6} {'tokens':>7} {'n':>5}"]
+    """One line per model: accuracy with its interval, change vs base (with interval), format, length.
+
+    The model column is as wide as the longest name (run directories are shown whole up to 40 characters).
+
+    Example:
+        >>> row = {"accuracy": 0.5, "low": 0.4, "high": 0.6, "format": 1.0, "mean_tokens": 18.0, "n": 200}
+        >>> print(format_table([{**row, "model": "base"}, {**row, "model": "runs/pipeline/grpo", "diff": 0.1,
+        ...                                              "diff_low": 0.05, "diff_high": 0.15}]))
+        model              accuracy   95% CI        vs base                format  tokens     n
+        base                  50.0%   [40.0, 60.0]  -                      100.0%    18.0   200
+        runs/pipeline/grpo    50.0%   [40.0, 60.0]  +10.0 [+5.0, +15.0]    100.0%    18.0   200
+    """
+    width = max([5] + [len(_label(r["model"])) for r in rows])
+    lines = [f"{'model':<{width}} {'accuracy':>8}   {'95% CI':<13} {'vs base':<22} {'format':>6} {'tokens':>7} "
+             f"{'n':>5}"]
     for r in rows:
         ci = f"[{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
         vs = "-" if r.get("diff") is None else (
             f"{100 * r['diff']:+.1f} [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]")
         best = " *" if r.get("best") else ""
-        lines.append(f"{r['model'][-12:]:<12} {_pct(r['accuracy']):>8}   {ci:<13} {vs:<22} "
+        lines.append(f"{_label(r['model']):<{width}} {_pct(r['accuracy']):>8}   {ci:<13} {vs:<22} "
                      f"{_pct(r['format']):>6} {r['mean_tokens']:>7.1f} {r['n']:>5}{best}")
     return "\n".join(lines)
 
