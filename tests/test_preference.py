@@ -216,3 +216,40 @@ def test_pipeline_checks_every_stage_before_running_any(tmp_path):
     with pytest.raises(UserError, match="pipeline stage 'dpo': unknown recipe key 'betta'"):
         pipeline.main([str(recipe)])
     assert not (tmp_path / "out").exists(), "nothing may run when a later stage's recipe is wrong"
+
+
+@pytest.mark.slow
+def test_pipeline_runs_chains_evaluates_and_skips_finished_stages_on_rerun(tmp_path, bundled_dir):
+    """`rlft pipeline` end to end on a tiny chain: SFT -> DPO ("@sft" substituted), then one evaluation."""
+    from tests.conftest import run_cmd
+
+    out, pairs = tmp_path / "out", tmp_path / "prefs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"What is {i} + 1?"}],
+                                         "chosen": [{"role": "assistant", "content": f"The answer is {i + 1}."}],
+                                         "rejected": [{"role": "assistant", "content": "I don't know."}],
+                                         "answer": str(i + 1)}) + "\n" for i in range(10)))
+    small = {"max_steps": 1, "per_device_train_batch_size": 2, "eval_before_after": False, "save_strategy": "no"}
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text(json.dumps({  # JSON is YAML
+        "output_dir": str(out),
+        "stages": {"sft": {"recipe": "recipes/sft.yaml", "overrides": {**small, "num_train_samples": 8,
+                                                                       "num_test_samples": 2}},
+                   "dpo": {"recipe": "recipes/dpo.yaml", "overrides": {**small, "model_name_or_path": "@sft",
+                                                                       "dataset_name": str(pairs),
+                                                                       "max_length": 64}}},
+        "evaluation": {"recipe": "recipes/eval_math.yaml", "models": ["base", "@sft", "@dpo"],
+                       "overrides": {"engine": "hf", "general_suite": False, "num_test_samples": 3,
+                                     "eval_samples": 3, "eval_max_new_tokens": 8}},
+    }))
+    first = run_cmd(["rlft", "pipeline", str(recipe)], timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((out / "pipeline.json").read_text())
+    assert list(summary["stages"]) == ["sft", "dpo", "eval"] and summary["stages"]["dpo"]["seconds"] > 0
+    assert [m["model"] for m in summary["evaluation"]["models"]] == ["base", f"{out}/sft", f"{out}/dpo"]
+    assert json.loads((out / "dpo" / "rlft_manifest.json").read_text())["base_model"].endswith("sft")
+    assert "wall time" in first.stdout and f"{out}/dpo" in first.stdout  # the summary and the table are printed
+
+    again = run_cmd(["rlft", "pipeline", str(recipe)], timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    stages = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert stages["sft"] == {"seconds": None, "skipped": True} and stages["dpo"]["skipped"]
