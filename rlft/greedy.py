@@ -170,3 +170,15 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
     )
     write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
     return {"table": table}
+
+
+def closing_text(manifest: dict[str, Any], output_dir: str) -> str:
+    """What a stage prints when it ends: the before/after table (if the check ran), then where the run is.
+
+    Example:
+        >>> print(closing_text({"results": {}}, "runs/sft"))
+        saved to runs/sft
+    """
+    table = manifest.get("results", {}).get("table")
+    lines = [format_table(table)] if table else []
+    return "\n".join([*lines, f"saved to {output_dir}"])

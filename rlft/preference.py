@@ -106,14 +106,9 @@ def run_stage(stage: str, trainer_cls: type, argv: Any, config_cls: type) -> dic
 
     if not is_main_process():
         return {}
-    results: dict = {"margins": last_logged(trainer.state.log_history, ("rewards/margins", "rewards/accuracies"))}
-    if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
-        results.update(greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args,
-                                             cfg.output_dir))
-    manifest = run.finish(results)
-    if "table" in results:
-        print(greedy.format_table(results["table"]))
-    print(f"saved to {cfg.output_dir}")
+    margins = last_logged(trainer.state.log_history, ("rewards/margins", "rewards/accuracies"))
+    manifest = run.conclude(tokenizer, splits["test"], eval_args, {"margins": margins})
+    print(greedy.closing_text(manifest, cfg.output_dir))
     return manifest
 
 

@@ -47,8 +47,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         runs/pipeline/grpo    50.0%   [40.0, 60.0]  +10.0 [+5.0, +15.0]    100.0%    18.0   200
     """
     width = max([5] + [len(_label(r["model"])) for r in rows])
-    lines = [f"{'model':<{width}} {'accuracy':>8}   {'95% CI':<13} {'vs base':<22} {'format':>6} {'tokens':>7} "
-             f"{'n':>5}"]
+    header = f"{'model':<{width}} {'accuracy':>8}   {'95% CI':<13} {'vs base':<22} {'format':>6} {'tokens':>7} {'n':>5}"
+    lines = [header]
     for r in rows:
         ci = f"[{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
         vs = "-" if r.get("diff") is None else (

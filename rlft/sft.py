@@ -64,13 +64,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # greedy before/after on held-out prompts, then the run's record
     if not is_main_process():
         return {}
-    results: dict = {}
-    if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
-        results = greedy.evaluate_stage(trainer.model, tokenizer, splits["test"], eval_args, model_args, cfg.output_dir)
-    manifest = run.finish(results)
-    if results:
-        print(greedy.format_table(results["table"]))
-    print(f"saved to {cfg.output_dir}")
+    manifest = run.conclude(tokenizer, splits["test"], eval_args, {})
+    print(greedy.closing_text(manifest, cfg.output_dir))
     return manifest
 
 

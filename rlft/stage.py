@@ -10,7 +10,8 @@
    :class:`~rlft.guards.TrainingGuard`. A failing reward or a guard stop saves
    a checkpoint, marks the manifest and ends with one line (exit code 3).
 4. :meth:`StageRun.finish` — the adapter/model, ``log_history.jsonl`` and the
-   manifest with ``status: complete``.
+   manifest with ``status: complete``; :meth:`StageRun.conclude` runs the
+   greedy before/after check on held-out rows first (what every stage ends with).
 
 Example:
     >>> from rlft.run_dir import RunArguments
@@ -83,6 +84,20 @@ class StageRun:
         if self.resume_from:
             results = {"resumed_from": self.resume_from, **results}
         return self._record("complete", results)
+
+    def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any]) -> dict[str, Any]:
+        """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
+
+        Call on the main process after the model is saved; the manifest's
+        ``results["table"]`` holds the check's table when it ran.
+        """
+        trainer = self.trainer
+        if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
+            from rlft.greedy import evaluate_stage
+
+            results = {**results, **evaluate_stage(trainer.model, tokenizer, test, eval_args, self.model_args,
+                                                   trainer.args.output_dir)}
+        return self.finish(results)
 
     def _record(self, status: str, results: dict[str, Any]) -> dict[str, Any]:
         self.status = status
