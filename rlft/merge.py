@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from rlft.errors import UserError, run_cli
-
-logger = logging.getLogger("rlft.merge")
 
 
 def merge(run_dir: str, out: Path, dtype: str | None = None) -> dict:
@@ -73,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if Path(args.run_dir).resolve() == out.resolve():
         raise UserError("out_dir must differ from run_dir: the merge reads the run while it writes")
     provenance = merge(args.run_dir, out, args.dtype)
-    logger.info("merged %d adapter(s) of %s into %s", len(provenance["adapters"]), args.run_dir, out)
+    print(f"merged {len(provenance['adapters'])} adapter(s) of {args.run_dir} into {out}")
     return provenance
 
 
