@@ -35,11 +35,12 @@ def merge(run_dir: str, out: Path, dtype: str | None = None) -> dict:
         ['/work/runs/sft']
     """
     from rlft.models import load_model, load_tokenizer, resolve_model
+    from rlft.run_dir import PARTIAL
 
     resolved = resolve_model(run_dir)
     model = load_model(run_dir, dtype)
     tokenizer = load_tokenizer(run_dir)
-    staging = out.with_name(f".partial-{out.name}")
+    staging = out.with_name(f"{PARTIAL}{out.name}")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
