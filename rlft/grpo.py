@@ -32,15 +32,16 @@ def parse(argv: Sequence[str] | None):
     from rlft.rollout import RolloutArguments
     from rlft.run_dir import RunArguments
     from rlft.runtime import cpu_precision, platform_defaults
+    from rlft.zero_advantage import SkipArguments
 
-    types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, RolloutArguments, RunArguments,
-             GRPOConfig]
+    types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, RolloutArguments, SkipArguments,
+             RunArguments, GRPOConfig]
     return parse_recipe(types, argv, prog="rlft grpo", defaults=platform_defaults(), adjust=cpu_precision)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the GRPO stage; returns the manifest written to the output directory."""
-    (data_args, eval_args, model_args, reward_args, rollout_args, run_args, cfg), recipe = parse(argv)
+    (data_args, eval_args, model_args, reward_args, rollout_args, skip_args, run_args, cfg), recipe = parse(argv)
 
     from transformers import set_seed
 
@@ -72,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         trainer = RlftGRPOTrainer(
             model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=splits["train"],
             processing_class=tokenizer, peft_config=models.lora_config(model_args), engine=engine,
+            skip_zero_advantage=skip_args.skip_zero_advantage,
         )
         run.begin(trainer, splits["train"])
         run.train()

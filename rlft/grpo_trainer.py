@@ -25,6 +25,7 @@ from trl import GRPOTrainer
 
 from rlft.importance import DeferredImportanceSampling
 from rlft.run_dir import AtomicCheckpoints
+from rlft.zero_advantage import ZeroAdvantageSkipping
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
     return out
 
 
-class RlftGRPOTrainer(AtomicCheckpoints, DeferredImportanceSampling, GRPOTrainer):
+class RlftGRPOTrainer(AtomicCheckpoints, ZeroAdvantageSkipping, DeferredImportanceSampling, GRPOTrainer):
     """``GRPOTrainer`` with rlft's rollout engine wired in, reward counters in its logs, atomic checkpoints.
 
     With an ``engine`` (see :mod:`rlft.rollout`), generation goes through TRL's
@@ -54,14 +55,17 @@ class RlftGRPOTrainer(AtomicCheckpoints, DeferredImportanceSampling, GRPOTrainer
     ``engine.sync_weights()`` once per optimizer step — the same code paths
     as its own colocated vLLM, with rlft's engine in place of TRL's. When
     generation is on-policy the correction reuses the training forward's
-    logprobs instead of a separate forward (:mod:`rlft.importance`).
+    logprobs instead of a separate forward (:mod:`rlft.importance`). Rows
+    with zero advantage skip the training pass where that leaves the gradient
+    unchanged (``skip_zero_advantage``, :mod:`rlft.zero_advantage`).
     """
 
-    def __init__(self, *args: Any, engine: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False, **kwargs: Any) -> None:
         if engine is not None:
             kwargs["rollout_func"] = engine.rollout_func
         super().__init__(*args, **kwargs)
         self._last_counters: dict[str, int] = {}
+        self.enable_zero_advantage_skipping(skip_zero_advantage)
         if engine is not None:
             self.use_vllm = True
             self.vllm_generation = engine

@@ -87,7 +87,8 @@ def engine_dtype(requested: str, prefer_bf16: bool) -> str:
     trainer's precision keeps its sampling logprobs close to the trainer's, so
     TRL's importance-sampling correction (which weights each sequence's loss
     by exp(sum of logprob differences) and drops sequences past its clip)
-    rarely has anything to correct. On a CPU without native bf16, vLLM's bf16
+    rarely has anything to correct. On a CPU where bf16 is slower (see
+    :data:`rlft.runtime.BF16_MAX_SLOWDOWN`), vLLM's bf16
     kernels are as slow as PyTorch's (measured on an AVX2 EPYC: one 32 x 32
     token rollout still unfinished after 90 s of both cores, vs ~9 s in
     float32), so ``auto`` means float32 there. On GPU ``auto`` is vLLM's own.
@@ -100,9 +101,9 @@ def engine_dtype(requested: str, prefer_bf16: bool) -> str:
 
     if requested != "auto" or torch.cuda.is_available():
         return requested
-    from rlft.runtime import cpu_bf16_slowdown
+    from rlft.runtime import BF16_MAX_SLOWDOWN, cpu_bf16_slowdown
 
-    return "bfloat16" if prefer_bf16 and cpu_bf16_slowdown() < 3.0 else "float32"
+    return "bfloat16" if prefer_bf16 and cpu_bf16_slowdown() < BF16_MAX_SLOWDOWN else "float32"
 
 
 def make_engine(args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any,

@@ -46,7 +46,7 @@ def evaluate(recipe: str, models: dict[str, str | None]) -> dict[str, dict]:
     from rlft import models as rlft_models
     from rlft.grpo import parse
 
-    (data_args, eval_args, model_args, _rewards, _rollout, _run, cfg), _ = parse([recipe])
+    (data_args, eval_args, model_args, *_, cfg), _ = parse([recipe])
     splits = data.load_splits(data_args, seed=cfg.seed)
     rows = splits["test"].select(range(min(eval_args.eval_samples, len(splits["test"]))))
     prompts, answers = list(rows["prompt"]), [str(a) for a in rows["answer"]]

@@ -56,7 +56,7 @@ def main() -> None:
     from rlft import data, models
     from rlft.grpo import parse
 
-    (data_args, _eval, model_args, reward_args, _rollout, _run, cfg), _ = parse(recipe_argv)
+    (data_args, _eval, model_args, reward_args, *_, cfg), _ = parse(recipe_argv)
     set_seed(cfg.seed)
     splits = data.load_splits(data_args, seed=cfg.seed)
     model_dir = models.resolve_model(model_args.model_name_or_path).base
