@@ -352,3 +352,25 @@ def test_guard_warns_on_a_dead_reward_signal_and_a_runaway_kl(caplog):
     assert not control.should_training_stop, "warnings, not stops"
     guard.on_log(None, SimpleNamespace(global_step=9), control, logs={"loss": float("inf")})
     assert control.should_training_stop and control.should_save and "non-finite loss" in guard.halted
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_vllm_grpo_run_and_its_engine_process(tmp_path, bundled_dir):
+    import psutil
+
+    out = tmp_path / "term"
+    proc = _start(["-m", "rlft.grpo", *GRPO_TINY, "--rollout_engine", "vllm", "--max_steps", "50",
+                   "--save_strategy", "steps", "--save_steps", "1", "--vllm_gpu_memory_utilization", "0.15",
+                   "--vllm_max_model_len", "256", "--output_dir", str(out)])
+    deadline = time.monotonic() + 600
+    while not (out / "checkpoint-1").exists():  # the engine is up and a step has run
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint-1 after 10 minutes"
+        time.sleep(0.1)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "the vLLM engine runs in a child process"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    assert "terminated" in proc.stderr.read()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"left running after SIGTERM: {[p.name() for p in alive]}"

@@ -37,6 +37,9 @@ SIDES = {  # program, then options after the recipe
     "stock-trl": ([str(Path(__file__).with_name("stock_trl_grpo.py"))], []),
     "rlft-vllm-merged": (RLFT, ["--vllm_sync", "merged", "--eval_before_after", "false"]),
     "rlft-vllm-adapter": (RLFT, ["--vllm_sync", "adapter", "--eval_before_after", "false"]),
+    # what the engine alone buys: every row through the training pass, as in stock TRL
+    "rlft-vllm-merged-all-rows": (RLFT, ["--vllm_sync", "merged", "--eval_before_after", "false",
+                                         "--skip_zero_advantage", "false"]),
 }
 
 
@@ -59,9 +62,14 @@ def main() -> None:
     for side in args.sides:
         run_dir = work / side
         measured = run_measured(command(side, args.recipe, args.steps, run_dir), work / f"{side}.log")
-        times = step_times(read_log_history(run_dir))
+        history = read_log_history(run_dir)
+        times = step_times(history)
+        skipped = [row["zero_advantage/skipped"] for row in history if "zero_advantage/skipped" in row]
         results[side] = {"side": side, "median_step_s": median(times), "steps_timed": len(times),
-                         "step_s": [round(t, 1) for t in times], **measured}
+                         "step_s": [round(t, 1) for t in times], **measured,
+                         "frac_reward_zero_std": [round(r["frac_reward_zero_std"], 2) for r in history
+                                                  if "frac_reward_zero_std" in r],
+                         "rows_skipped_mean": round(sum(skipped) / len(skipped), 3) if skipped else None}
         print(results[side], flush=True)
     trl = results.get("stock-trl", {})
     report = {

@@ -3,7 +3,9 @@
     make bench                                   # all benchmarks
     .venv/bin/python tests/bench/bench_rollout.py [--prompts 32 --generations 8 --tokens 64]
 
-The bundled model with a LoRA adapter (r=16, all linear layers, bf16), the
+The bundled model with a LoRA adapter (r=16, all linear layers) in the dtype a
+training run would pick here (``--dtype auto``: bf16 where it is fast, float32
+on CPUs where bf16 matmul is slower, as :func:`rlft.runtime.cpu_precision`), the
 math recipe's prompts and sampling settings. The prompts are generated in
 rounds of ``--per-round`` prompts x ``--generations`` completions, as GRPO
 steps would ask for them; before every vLLM round the adapter is perturbed
@@ -40,12 +42,22 @@ def setup(args: argparse.Namespace):
 
     torch.manual_seed(0)
     tokenizer = models.load_tokenizer("bundled:smollm2-135m-instruct")
-    model = models.load_model("bundled:smollm2-135m-instruct", "bfloat16")
+    model = models.load_model("bundled:smollm2-135m-instruct", args.dtype)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
     rows = tasks.generate("arithmetic", "train", args.prompts, seed=0, digits=2, ops="+-", instruction="")
     prompts = [row["prompt"] for row in rows]
     rounds = [prompts[i:i + args.per_round] for i in range(0, len(prompts), args.per_round)]
     return tokenizer, model, rounds
+
+
+def training_dtype() -> str:
+    """The dtype ``bf16: true`` trains in on this machine (float32 where bf16 is slower)."""
+    import torch
+
+    from rlft.runtime import BF16_MAX_SLOWDOWN, cpu_bf16_slowdown
+
+    fast = torch.cuda.is_available() or cpu_bf16_slowdown() < BF16_MAX_SLOWDOWN
+    return "bfloat16" if fast else "float32"
 
 
 def perturb(model) -> None:
@@ -87,7 +99,7 @@ def run_vllm(args: argparse.Namespace, sync: str) -> dict:
     tokenizer, model, rounds = setup(args)
     cfg = SimpleNamespace(seed=0, vllm_gpu_memory_utilization=0.15, per_device_train_batch_size=args.per_round
                           * args.generations, steps_per_generation=1, temperature=0.8, top_p=1.0, top_k=0, max_completion_length=args.tokens,
-                          repetition_penalty=1.0)
+                          repetition_penalty=1.0, bf16=args.dtype == "bfloat16")
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", lora_r=16,
                                  chat_template_kwargs=None)
     start = time.perf_counter()
@@ -131,7 +143,10 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
     args = parser.parse_args()
+    if args.dtype == "auto":
+        args.dtype = training_dtype()
 
     if args.child:  # one engine, in a fresh process; raw figures on stdout's last line
         raw = run_hf(args) if args.child == "hf" else run_vllm(args, args.child.removeprefix("vllm-"))
@@ -141,7 +156,8 @@ def main() -> None:
     results = {}
     for name in args.engines:
         cmd = [python(), __file__, "--child", name, "--prompts", str(args.prompts), "--per-round",
-               str(args.per_round), "--generations", str(args.generations), "--tokens", str(args.tokens)]
+               str(args.per_round), "--generations", str(args.generations), "--tokens", str(args.tokens),
+               "--dtype", args.dtype]  # resolved once here: every engine runs in the same dtype
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
         if proc.returncode != 0:
             sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
@@ -150,7 +166,7 @@ def main() -> None:
     hf = results.get("hf", {}).get("tokens_per_s")
     report = {
         "setup": {"prompts": args.prompts, "per_round": args.per_round, "generations": args.generations,
-                  "max_tokens": args.tokens, "model": "bundled smollm2-135m-instruct + LoRA r16 (bf16)"},
+                  "max_tokens": args.tokens, "model": f"bundled smollm2-135m-instruct + LoRA r16 ({args.dtype})"},
         "results": list(results.values()),
         "speedup_vs_hf": {name: ratio(r["tokens_per_s"], hf) for name, r in results.items() if name != "hf"},
     }
