@@ -15,8 +15,10 @@ the loss is computed and trims the completion columns that only they used.
 gradient are the ones TRL would compute (the tests compare them). Where they
 would not be (another loss type, which averages over the rows it sees;
 ``beta > 0``; an entropy bonus or entropy mask; a router aux loss), nothing
-is skipped. When every row of a micro-batch has zero advantage, the shortest
-one is kept so the backward pass still runs (its gradient is 0).
+is skipped; nor in multi-process runs, where TRL gathers per-row values
+across processes and every process must hold the same number of rows. When
+every row of a micro-batch has zero advantage, the shortest one is kept so
+the backward pass still runs (its gradient is 0).
 
 TRL has no hook for this (its rows are fixed once generated), so the filter
 sits in front of ``_compute_loss``; logged training metrics such as
@@ -78,6 +80,11 @@ def why_not_exact(trainer: Any) -> str | None:
         return "an entropy bonus is on (it averages over every row)"
     if getattr(trainer, "aux_loss_enabled", False):
         return "the model's router aux loss is on"
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is not None and accelerator.num_processes > 1:
+        # TRL gathers per-row values across processes in the loss; unequal row counts break the
+        # collective (measured: gloo "Received data size doesn't match expected size" under ZeRO-3, 2 processes)
+        return f"{accelerator.num_processes} processes (TRL gathers per-row values across them)"
     return None
 
 

@@ -44,6 +44,7 @@ def test_token_level_advantages_keep_a_row_with_any_non_zero_token():
     ({"loss_type": "grpo", "beta": 0.0}, "loss_type 'grpo'"),
     ({"loss_type": "dapo", "beta": 0.04}, "beta is 0.04"),
     ({"loss_type": "dapo", "beta": 0.0, "top_entropy_quantile": 0.2}, "top_entropy_quantile"),
+    ({"loss_type": "dapo", "beta": 0.0, "accelerator": type("A", (), {"num_processes": 2})()}, "2 processes"),
 ])
 def test_settings_where_skipping_would_change_the_gradient_are_named(settings, words):
     assert words in why_not_exact(type("Trainer", (), settings)())
