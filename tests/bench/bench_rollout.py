@@ -52,12 +52,10 @@ def setup(args: argparse.Namespace):
 
 def training_dtype() -> str:
     """The dtype ``bf16: true`` trains in on this machine (float32 where bf16 is slower)."""
-    import torch
+    from rlft.rollout import engine_dtype
 
-    from rlft.runtime import BF16_MAX_SLOWDOWN, cpu_bf16_slowdown
-
-    fast = torch.cuda.is_available() or cpu_bf16_slowdown() < BF16_MAX_SLOWDOWN
-    return "bfloat16" if fast else "float32"
+    dtype = engine_dtype("auto", prefer_bf16=True)  # "auto" on GPU: bf16 there
+    return "bfloat16" if dtype == "auto" else dtype
 
 
 def perturb(model) -> None:
