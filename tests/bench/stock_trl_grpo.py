@@ -43,11 +43,13 @@ class TimeBudget(TrainerCallback):
         return control
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-seconds", type=float, default=None)
-    known, recipe_argv = parser.parse_known_args()
+def stock_trainer(recipe_argv: list[str], callbacks: list | None = None):
+    """Plain TRL ``GRPOTrainer`` for an rlft recipe (plus ``--key value`` overrides), as a user would build it.
 
+    Example:
+        >>> trainer = stock_trainer(["recipes/math.yaml", "--max_steps", "1"])  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
+    """
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
@@ -66,10 +68,19 @@ def main() -> None:
     peft_config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
                              lora_dropout=model_args.lora_dropout, target_modules="all-linear",
                              task_type="CAUSAL_LM") if model_args.use_peft else None
+    return GRPOTrainer(model=model, reward_funcs=reward_args.build(), args=cfg, train_dataset=splits["train"],
+                       processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-seconds", type=float, default=None)
+    known, recipe_argv = parser.parse_known_args()
+
     callbacks = [TimeBudget(known.budget_seconds)] if known.budget_seconds else []
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_args.build(), args=cfg, train_dataset=splits["train"],
-                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    trainer = stock_trainer(recipe_argv, callbacks)
     trainer.train()
+    cfg = trainer.args
     trainer.save_model(cfg.output_dir)
     out = Path(cfg.output_dir)
     (out / "log_history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
