@@ -133,11 +133,14 @@ PROMPTS = [[{"role": "user", "content": q}] for q in
            ("What is 12 + 30?", "What is the capital of France?", "Name three colors.", "What is 7 times 8?")]
 
 
+TEMPERATURE = 0.8  # the math recipe's: the engine must apply it when sampling, the trainer when scoring
+
+
 def make_engine(sync, tokenizer):
     from rlft.rollout import RolloutArguments, VLLMEngine
 
     cfg = SimpleNamespace(seed=0, per_device_train_batch_size=8, steps_per_generation=1, bf16=False,
-                          vllm_gpu_memory_utilization=0.15, temperature=1.0,
+                          vllm_gpu_memory_utilization=0.15, temperature=TEMPERATURE,
                           top_p=1.0, top_k=0, max_completion_length=24, repetition_penalty=1.0)
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", chat_template_kwargs=None,
                                  lora_r=8, use_peft=True)
@@ -191,22 +194,34 @@ def test_synced_engine_matches_hf_peft_greedy(sync, policy, bundled_tokenizer):
         engine.close()
 
 
-def logprob_agreement(engine, policy, tokenizer):
-    """Sampled tokens' logprobs from the engine vs the trainer's forward pass (temperature 1)."""
-    trainer = SimpleNamespace(num_generations=2, num_generations_eval=2, model=SimpleNamespace(training=True))
-    prompts = [p for p in PROMPTS for _ in range(2)]
+def logprob_agreement(engine, policy, tokenizer, group=8):
+    """The engine's samples against the trainer's forward pass on the same sequences, at TEMPERATURE.
+
+    1. Each sampled token's logprob, as the engine reports it, equals the trainer's.
+    2. The engine samples from that distribution: for x_t drawn from p_t, log p_t(x_t) + H(p_t)
+       has mean 0 given the prefix, so over all tokens sum(d) / sqrt(sum(d^2)) is ~N(0, 1)
+       (a martingale CLT). A sampler at another temperature, or with a hidden top-k, shifts it.
+    """
+    trainer = SimpleNamespace(num_generations=group, num_generations_eval=group,
+                              model=SimpleNamespace(training=True))
+    prompts = [p for p in PROMPTS for _ in range(group)]
     out = engine.rollout_func(prompts, trainer)
     assert len(out["completion_ids"]) == len(prompts)
-    diffs = []
+    diffs, d = [], []
     with torch.no_grad():
         for p_ids, c_ids, lps in zip(out["prompt_ids"], out["completion_ids"], out["logprobs"], strict=True):
             ids = torch.tensor([p_ids + c_ids])
-            logits = policy(ids).logits[0, len(p_ids) - 1:-1]  # [T_c, V]
-            ref = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(c_ids)[:, None])[:, 0]
+            logits = policy(ids).logits[0, len(p_ids) - 1:-1].float() / TEMPERATURE  # [T_c, V]
+            logp = torch.log_softmax(logits, -1)
+            ref = logp.gather(-1, torch.tensor(c_ids)[:, None])[:, 0]
             diffs.append((ref - torch.tensor(lps)).abs())
+            d.append(ref + -(logp.exp() * logp).sum(-1))
     diff = torch.cat(diffs)
     # stated tolerance (float32 on both sides): mean < 1e-3, max < 2e-2 nats per token
     assert diff.mean() < 1e-3 and diff.max() < 2e-2, (diff.mean().item(), diff.max().item())
+    d = torch.cat(d).double()
+    z = (d.sum() / d.square().sum().sqrt()).item()
+    assert abs(z) < 4.5, f"engine samples are not drawn from its reported distribution (z = {z:.1f}, {d.numel()} tokens)"
 
 
 @pytest.mark.parametrize(
