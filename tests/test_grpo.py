@@ -215,7 +215,7 @@ def logprob_agreement(engine, policy, tokenizer, group=8):
             logp = torch.log_softmax(logits, -1)
             ref = logp.gather(-1, torch.tensor(c_ids)[:, None])[:, 0]
             diffs.append((ref - torch.tensor(lps)).abs())
-            d.append(ref + -(logp.exp() * logp).sum(-1))
+            d.append(ref - (logp.exp() * logp).sum(-1))  # log p(x_t) + H_t
     diff = torch.cat(diffs)
     # stated tolerance (float32 on both sides): mean < 1e-3, max < 2e-2 nats per token
     assert diff.mean() < 1e-3 and diff.max() < 2e-2, (diff.mean().item(), diff.max().item())
