@@ -18,7 +18,10 @@ user's script. (Each worker still re-imports ``__main__`` as
 ``__mp_main__``, as every spawn/forkserver child does; when ``__main__`` is
 not a file, e.g. ``python - <<EOF``, that would fail, so such processes use
 ``fork`` instead.) The pool is created on first use and shared by all
-rewards in the process.
+rewards in the process. A script that trains at import time, outside
+``if __name__ == "__main__":``, would run again in every worker; the workers
+then fail to start and :func:`run_with_timeout` raises :class:`WorkersFailed`
+saying so, instead of scoring every sample ``None``.
 
 Example:
     >>> from rewards.timeouts import run_with_timeout
@@ -36,6 +39,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,11 @@ class _TimedOut:
 
 
 TIMED_OUT = _TimedOut()
+
+
+class WorkersFailed(RuntimeError):
+    """The verification workers could not start or all died; nothing was scored."""
+
 FAILED = None  # the worker raised: treated like "cannot verify"
 
 PRELOAD = ["rewards.verifiers", "math_verify", "sympy"]
@@ -124,6 +133,8 @@ def run_with_timeout(
     for future, args in zip(futures, calls, strict=True):
         try:
             results.append(future.result())
+        except BrokenProcessPool as err:
+            raise WorkersFailed(_workers_failed_message(err)) from err
         except FutureTimeout:
             logger.debug("verification timed out after %.1fs: %r", timeout, _short(args))
             results.append(TIMED_OUT)
@@ -131,6 +142,42 @@ def run_with_timeout(
             logger.debug("verification failed (%s): %r", err, _short(args))
             results.append(FAILED)
     return results
+
+
+def _workers_failed_message(err: BaseException) -> str:
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    script = f" ({os.path.basename(main_file)})" if main_file else ""
+    return (
+        f"the reward verification workers could not start ({err}). Each worker re-imports the main "
+        f"script{script}: if it trains at import time, move that code under "
+        f"'if __name__ == \"__main__\":' (the worker's own error is printed above)"
+    )
+
+
+def in_worker_bootstrap() -> bool:
+    """True while a spawn/forkserver child re-imports the parent's main script.
+
+    This is the check multiprocessing itself makes before starting a process
+    (``spawn._check_not_importing_main``); rlft makes it before loading a
+    model or building a trainer, so a script without a main guard fails in
+    the worker at once rather than after loading everything a second time.
+    """
+    import multiprocessing.process
+
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def refuse_in_worker_bootstrap(what: str) -> None:
+    """Raise if a worker is re-importing a main script that builds ``what`` at import time.
+
+    Example:
+        >>> refuse_in_worker_bootstrap("a model")  # in the main process: nothing happens
+    """
+    if in_worker_bootstrap():
+        raise RuntimeError(
+            f"{what} is being built while a worker process re-imports the main script: "
+            "put the training code under 'if __name__ == \"__main__\":'"
+        )
 
 
 def _short(args: Sequence[Any], limit: int = 120) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from trl import GRPOTrainer
 
+from rewards.timeouts import refuse_in_worker_bootstrap
 from rlft.importance import DeferredImportanceSampling
 from rlft.run_dir import AtomicCheckpoints
 from rlft.zero_advantage import ZeroAdvantageSkipping
@@ -61,6 +62,7 @@ class RlftGRPOTrainer(AtomicCheckpoints, ZeroAdvantageSkipping, DeferredImportan
     """
 
     def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False, **kwargs: Any) -> None:
+        refuse_in_worker_bootstrap("a trainer")
         if engine is not None:
             kwargs["rollout_func"] = engine.rollout_func
         super().__init__(*args, **kwargs)

@@ -232,6 +232,9 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
     import torch
     from transformers import AutoModelForCausalLM
 
+    from rewards.timeouts import refuse_in_worker_bootstrap
+
+    refuse_in_worker_bootstrap("a model")  # not a second copy of the weights in every reward worker
     resolved = resolve_model(name_or_path)
     torch_dtype = dtype if dtype in (None, "auto") else getattr(torch, dtype)
     try:

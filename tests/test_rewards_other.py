@@ -250,3 +250,26 @@ def test_timeouts_are_counted():
     reward = resolve("accuracy", timeout=1.0)
     reward(["\\boxed{9^{9^{9^{9^{9}}}}}"], answer=["\\sqrt{2}"])
     assert reward.stats["timeouts"] == 1
+
+
+def test_script_without_main_guard_gets_a_clear_error(tmp_path):
+    """Reward workers re-import the main script: one that loads a model at import time must fail fast and say why."""
+    import subprocess
+    from pathlib import Path
+
+    body = """
+        from rewards.timeouts import refuse_in_worker_bootstrap, run_with_timeout
+        refuse_in_worker_bootstrap("a model")  # what rlft.models.load_model does first
+        print(run_with_timeout(pow, [(2, 10)], timeout=5.0))
+    """
+    head = f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+    unguarded, guarded = tmp_path / "train_noguard.py", tmp_path / "train_guarded.py"
+    unguarded.write_text(head + textwrap.dedent(body))
+    guarded.write_text(head + "if __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(body), "    "))
+
+    proc = subprocess.run([sys.executable, str(unguarded)], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "[1024]" not in proc.stdout
+    assert "a model is being built while a worker process re-imports the main script" in proc.stderr  # the worker
+    assert "WorkersFailed" in proc.stderr and "(train_noguard.py)" in proc.stderr, proc.stderr[-600:]  # the parent
+    proc = subprocess.run([sys.executable, str(guarded)], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "[1024]" in proc.stdout, proc.stderr[-600:]
