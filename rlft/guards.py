@@ -11,7 +11,8 @@
   sample shown (``on_reward_error: stop``, the default; the stage saves a
   checkpoint first) or scores that sample ``None`` (TRL leaves it out of the
   sum) and counts it under ``rewards/<name>/errors`` in the logs
-  (``on_reward_error: skip``).
+  (``on_reward_error: skip``). Verification workers that cannot start
+  (:class:`rewards.timeouts.WorkersFailed`) stop the run either way.
 
 Example:
     >>> def flaky(completions, **kw):
@@ -34,6 +35,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from rewards.timeouts import WorkersFailed
 from rlft.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ def _guard(func: Callable, on_error: str) -> Callable:
     def guarded(completions: list, **kwargs: Any) -> list:
         try:
             values = func(completions, **kwargs)
+        except WorkersFailed as err:  # the verification pool is down: no sample can be scored, even skipping
+            raise RewardFailure(f"reward {name!r}: {err}") from None
         except Exception:  # noqa: BLE001 - find the sample that fails, then stop or skip
             values = per_sample(completions, kwargs)
         if not isinstance(values, (list, tuple)) or len(values) != len(completions):

@@ -354,6 +354,23 @@ def test_guard_warns_on_a_dead_reward_signal_and_a_runaway_kl(caplog):
     assert control.should_training_stop and control.should_save and "non-finite loss" in guard.halted
 
 
+def test_reward_workers_that_cannot_start_stop_the_run_even_when_skipping():
+    """Skipping is for a bad sample; with the verification pool down nothing could be scored, so it stops."""
+    from rewards.timeouts import WorkersFailed
+    from rlft.guards import RewardFailure, guard_rewards
+
+    def pool_down(completions, **kw):
+        raise WorkersFailed("the reward verification workers could not start")
+
+    def bad_sample(completions, **kw):
+        return [1.0 / len(c) for c in completions]
+
+    [pool_down_guarded, bad_sample_guarded] = guard_rewards([pool_down, bad_sample], on_error="skip")
+    with pytest.raises(RewardFailure, match="reward 'pool_down': the reward verification workers could not start"):
+        pool_down_guarded(["4", "5"])
+    assert bad_sample_guarded(["ab", ""]) == [0.5, None]
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_vllm_grpo_run_and_its_engine_process(tmp_path, bundled_dir):
     import psutil
