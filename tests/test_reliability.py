@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -354,6 +355,33 @@ def test_guard_warns_on_a_dead_reward_signal_and_a_runaway_kl(caplog):
     assert control.should_training_stop and control.should_save and "non-finite loss" in guard.halted
 
 
+def test_reaper_stops_the_engine_processes_and_scratch_of_a_sigkilled_trainer(tmp_path):
+    """SIGKILL (the OOM killer) runs no shutdown: the watchdog must stop what the trainer started."""
+    import psutil
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from rlft.reaper import start_reaper\n"
+        f"engine = subprocess.Popen(['sleep', '600']); open({str(scratch / 'model.safetensors')!r}, 'w').close()\n"
+        f"start_reaper([engine.pid], [{str(scratch)!r}])\n"
+        "print(engine.pid, flush=True); time.sleep(600)\n"
+    )
+    trainer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    engine = psutil.Process(int(trainer.stdout.readline()))
+    assert engine.is_running() and scratch.exists()
+    trainer.kill()
+    trainer.wait()
+    _, alive = psutil.wait_procs([engine], timeout=30)
+    assert not alive, "the engine process outlived its SIGKILLed trainer"
+    deadline = time.monotonic() + 10
+    while scratch.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not scratch.exists(), "the scratch files outlived the trainer"
+
 def test_reward_workers_that_cannot_start_stop_the_run_even_when_skipping():
     """Skipping is for a bad sample; with the verification pool down nothing could be scored, so it stops."""
     from rewards.timeouts import WorkersFailed
@@ -372,10 +400,16 @@ def test_reward_workers_that_cannot_start_stop_the_run_even_when_skipping():
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_vllm_grpo_run_and_its_engine_process(tmp_path, bundled_dir):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_path, bundled_dir):
+    """SIGTERM runs rlft's shutdown; SIGKILL (the OOM killer) runs nothing, and the reaper cleans up."""
     import psutil
 
-    out = tmp_path / "term"
+    from rlft.rollout import _fast_tmp
+
+    scratch_root = Path(_fast_tmp() or tempfile.gettempdir())
+    scratch_before = set(scratch_root.glob("rlft-vllm-*"))
+    out = tmp_path / "killed"
     proc = _start(["-m", "rlft.grpo", *GRPO_TINY, "--rollout_engine", "vllm", "--max_steps", "50",
                    "--save_strategy", "steps", "--save_steps", "1", "--vllm_gpu_memory_utilization", "0.15",
                    "--vllm_max_model_len", "256", "--output_dir", str(out)])
@@ -384,10 +418,18 @@ def test_sigterm_stops_a_vllm_grpo_run_and_its_engine_process(tmp_path, bundled_
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.monotonic() < deadline, "no checkpoint-1 after 10 minutes"
         time.sleep(0.1)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    assert children, "the vLLM engine runs in a child process"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
-    assert "terminated" in proc.stderr.read()
-    _, alive = psutil.wait_procs(children, timeout=30)
-    assert not alive, f"left running after SIGTERM: {[p.name() for p in alive]}"
+    children = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name().startswith("VLLM")]
+    assert children, "the vLLM engine runs in child processes"
+    assert set(scratch_root.glob("rlft-vllm-*")) - scratch_before, "the engine keeps its scratch weights there"
+    proc.send_signal(sig)
+    if sig == signal.SIGTERM:
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        assert "terminated" in proc.stderr.read()
+    else:
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    _, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive, f"left running after {sig.name}: {[p.name() for p in alive]}"
+    deadline = time.monotonic() + 30
+    while set(scratch_root.glob("rlft-vllm-*")) - scratch_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not set(scratch_root.glob("rlft-vllm-*")) - scratch_before, f"scratch weights left after {sig.name}"
