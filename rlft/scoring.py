@@ -86,9 +86,7 @@ class Generator:
         import torch
 
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
-        from vllm import LLM
-
-        from rlft.rollout import _fast_tmp, engine_dtype
+        from rlft.rollout import _fast_tmp, engine_dtype, start_llm
 
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=_fast_tmp()))
         start = time.perf_counter()
@@ -96,9 +94,10 @@ class Generator:
         # No chunked prefill: vLLM 0.32 crashes ("CPU Generator does not use offset") when a
         # seeded sampling request's prefill is split across steps on CPU, which happens once
         # a batch's prompts exceed the step's token budget (300 prompts x 8 samples did).
-        self.llm = LLM(model=self.base_dir, seed=seed, dtype=dtype, gpu_memory_utilization=memory, max_model_len=1024,
-                       enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=True,
-                       enable_chunked_prefill=False, max_num_batched_tokens=8192)
+        self.llm, self.reaper = start_llm(
+            self.scratch, model=self.base_dir, seed=seed, dtype=dtype, gpu_memory_utilization=memory,
+            max_model_len=1024, enforce_eager=not torch.cuda.is_available(), enable_prefix_caching=True,
+            enable_chunked_prefill=False, max_num_batched_tokens=8192)
         logger.info("vLLM evaluation engine ready in %.1fs (dtype: %s)", time.perf_counter() - start, dtype)
 
     def load(self, model: Any) -> None:
@@ -137,6 +136,7 @@ class Generator:
 
             shutdown_llm(self.llm)
             self.llm = None
+            self.reaper.stop()
 
 
 def score_task(outputs: list[str], answers: list[str], accuracy: Any) -> tuple[list[float], list[bool]]:
