@@ -6,8 +6,10 @@
 1. rlft trains the recipe as ``make demo`` does (vLLM engine, the platform's
    sync), without its closing check; its process wall time is the budget.
 2. Stock TRL (``stock_trl_grpo.py``: plain ``GRPOTrainer``, TRL's own
-   generation) trains the same recipe until that budget, counted from its
-   process start, would be exceeded.
+   generation) trains the same recipe, ``max_steps`` and learning-rate
+   schedule included, until that budget, counted from its process start,
+   would be exceeded. (What a user gets running the recipe on stock TRL for
+   the same time; its schedule is cut short where it takes fewer steps.)
 3. The base model and both adapters are scored greedily on the same held-out
    prompts with the same verifier as the recipe's closing check; so are both
    runs' checkpoints at the last step they both saved (learning per step).
@@ -85,7 +87,7 @@ def main() -> None:
                          "--output_dir", str(rlft_dir), *quiet], work / "rlft.log")
     print("rlft", rlft, flush=True)
     trl = run_measured([python(), str(Path(__file__).with_name("stock_trl_grpo.py")), args.recipe,
-                        "--budget-seconds", str(rlft["wall_s"]), "--max_steps", "100000",
+                        "--budget-seconds", str(rlft["wall_s"]),
                         "--output_dir", str(trl_dir), *quiet], work / "stock-trl.log")
     print("stock TRL", trl, flush=True)
     runs = {"rlft": (rlft, rlft_dir), "stock-trl": (trl, trl_dir)}
