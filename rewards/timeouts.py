@@ -56,12 +56,12 @@ class _TimedOut:
 
 
 TIMED_OUT = _TimedOut()
+FAILED = None  # the worker raised: treated like "cannot verify"
 
 
 class WorkersFailed(RuntimeError):
     """The verification workers could not start or all died; nothing was scored."""
 
-FAILED = None  # the worker raised: treated like "cannot verify"
 
 PRELOAD = ["rewards.verifiers", "math_verify", "sympy"]
 

@@ -158,7 +158,8 @@ class VLLMEngine:
         # (220 vs 290 tok/s, bundled model, 32 x 64 tokens): eager there; compiled graphs on GPU.
         self.llm, self.reaper = start_llm(
             self.scratch, model=start, tokenizer=self.base, dtype=dtype, seed=cfg.seed,
-            max_model_len=args.vllm_max_model_len, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, logprobs_mode="processed_logprobs",
+            max_model_len=args.vllm_max_model_len, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            logprobs_mode="processed_logprobs",
             enable_lora=sync == "adapter", max_lora_rank=max(model_args.lora_r, 8),
             max_num_seqs=max(cfg.per_device_train_batch_size * (cfg.steps_per_generation or 1), 8),
             enable_prefix_caching=True,
