@@ -4,7 +4,7 @@
     .venv/bin/python tests/bench/bench_grpo_step.py [--steps 6]
 
 Each side trains ``recipes/math.yaml`` (bundled model, LoRA r=16 on all
-linear layers, 4 prompts x 8 generations x 32 tokens per step) for
+linear layers, 4 prompts x 8 generations of up to 64 tokens per step) for
 ``--steps`` steps in its own process, saving nothing, with no before/after
 check. Step time is TRL's own ``step_time`` metric (generation, reward,
 loss and backward of one optimizer step), the same code on both sides; the
