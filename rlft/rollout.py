@@ -256,7 +256,7 @@ def start_llm(scratch: Path, **llm_kwargs: Any) -> tuple[Any, Any]:
 
     from rlft.reaper import new_children, start_reaper
 
-    before = set(new_children(set()))
+    before = set(new_children(before=set()))  # every child this process has now
     llm = LLM(**llm_kwargs)
     return llm, start_reaper(new_children(before), [scratch])
 
