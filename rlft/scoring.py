@@ -81,11 +81,9 @@ class Generator:
         self.engine = "vllm" if self.llm is not None else "hf"
 
     def _start_vllm(self, seed: int, memory: float, dtype: str) -> None:
-        import os
 
         import torch
 
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
         from rlft.rollout import _fast_tmp, engine_dtype, start_llm
 
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=_fast_tmp()))
