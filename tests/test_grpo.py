@@ -177,8 +177,9 @@ def test_synced_engine_matches_hf_peft_greedy(sync, policy, bundled_tokenizer):
     engine = make_engine(sync, bundled_tokenizer)
     try:
         before = engine_greedy(engine)
-        engine.trainer = SimpleNamespace(state=SimpleNamespace(global_step=1), model=policy,
-                                         accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+        trainer = SimpleNamespace(state=SimpleNamespace(global_step=1), model=policy,
+                                  accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+        engine.trainer = trainer
         engine.sync_weights()
         after = engine_greedy(engine)
         with torch.no_grad():
@@ -190,8 +191,28 @@ def test_synced_engine_matches_hf_peft_greedy(sync, policy, bundled_tokenizer):
         assert after != before, "the adapter must change some greedy output, or this test proves nothing"
         if sync == "merged":
             logprob_agreement(engine, policy, bundled_tokenizer)
+        # a second optimizer step: the merged sync now rewrites its weights file in place
+        negate_lora_b(policy)
+        try:
+            trainer.state.global_step = 2
+            engine.trainer = trainer  # logprob_agreement's rollout replaced it
+            engine.sync_weights()
+            again = engine_greedy(engine)
+            with torch.no_grad():
+                expected_again = hf_greedy(policy, bundled_tokenizer, engine)
+        finally:
+            negate_lora_b(policy)
+        assert [strip_eos(a, bundled_tokenizer) for a in again] == [strip_eos(a, bundled_tokenizer) for a in expected_again]
+        assert again != after, "the second sync must reach the engine"
     finally:
         engine.close()
+
+
+def negate_lora_b(model):
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.neg_()
 
 
 def logprob_agreement(engine, policy, tokenizer, group=8):

@@ -1,0 +1,183 @@
+"""Merged weights for vLLM: the policy's LoRA deltas added to its base weights, as a safetensors file.
+
+vLLM reloads weights in place from a checkpoint folder
+(``collective_rpc("reload_weights", kwargs={"weights_path": ...})``); this
+module writes that folder. Two ways:
+
+- :func:`write_merged_weights` writes a fresh file (a starting point, an
+  evaluation model).
+- :class:`MergedWeightsFile` writes the file once and then rewrites its
+  tensors **in place**, through a shared memory map, at every sync: no new
+  538 MB state dict, no serialization, no fresh pages to fault in. Measured on
+  the bundled model in float32 (LoRA r=16, all linear layers, 2 cores, vLLM
+  idle beside it): writing a fresh file took 1.1-4.0 s per sync, and the whole
+  merged sync 2.1-5.0 s; rewriting in place, the whole sync (vLLM's reload
+  0.43-0.57 s included) took 0.65-0.96 s after the first, which writes the file.
+
+Why our own file writer: safetensors' ``save_file`` always serializes a new
+file; its format (8-byte header length, JSON header, raw little-endian
+tensor bytes at stated offsets) is simple and public, so a file it wrote can
+be viewed as tensors with ``torch.frombuffer`` and updated in place.
+
+Example:
+    >>> import torch
+    >>> merged_state_dict(torch.nn.Linear(2, 2)).keys()
+    dict_keys(['weight', 'bias'])
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+_CONFIG_FILES = ("config.json", "generation_config.json")
+
+
+def merged_state_dict(model: Any) -> dict[str, Any]:
+    """The model's weights with every LoRA delta added, under the base checkpoint's names.
+
+    Computed out of place (``W + delta``), so the live model is untouched and
+    repeated syncs accumulate no rounding error. A plain (non-peft) model
+    gives its own state dict.
+    """
+    import torch
+
+    if not hasattr(model, "get_base_model"):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+    merged: dict[str, Any] = {}
+    with torch.no_grad():
+        for name, module in _lora_modules(model):
+            weight = module.base_layer.weight
+            merged[f"{name}.weight"] = (weight + _delta(module)).detach()
+            if getattr(module.base_layer, "bias", None) is not None:
+                merged[f"{name}.bias"] = module.base_layer.bias.detach()
+        for key, value in _plain_tensors(model):
+            merged.setdefault(key, value.detach())
+    return merged
+
+
+def write_merged_weights(model: Any, base_dir: str, target: Path) -> None:
+    """Write the merged weights as ``model.safetensors`` (plus the base's config) into ``target``.
+
+    Example:
+        >>> import tempfile, torch
+        >>> target = Path(tempfile.mkdtemp())
+        >>> write_merged_weights(torch.nn.Linear(2, 2), target, target)
+        >>> sorted(p.name for p in target.iterdir())
+        ['model.safetensors']
+    """
+    from safetensors.torch import save_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in _CONFIG_FILES:
+        source = Path(base_dir) / name
+        if source.exists() and not (target / name).exists():
+            shutil.copy(source, target / name)
+    state = {k: v.contiguous() for k, v in merged_state_dict(model).items()}
+    head, embed = state.get("lm_head.weight"), state.get("model.embed_tokens.weight")
+    if head is not None and embed is not None and head.data_ptr() == embed.data_ptr():
+        del state["lm_head.weight"]  # tied embeddings: safetensors refuses shared storage
+    tmp = target / "model.safetensors.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, target / "model.safetensors")
+
+
+class MergedWeightsFile:
+    """A merged-weights folder whose ``model.safetensors`` is rewritten in place at every :meth:`update`.
+
+    The file is written once (:func:`write_merged_weights`), then mapped
+    shared: each tensor in it is a ``torch`` view of the file's pages, and an
+    update adds the current LoRA deltas to the base weights straight into
+    those views. A reader (vLLM's ``reload_weights``) that opens the file after
+    :meth:`update` returns sees the new weights. The model's layout (names,
+    shapes, dtypes) must not change between updates.
+
+    Example:
+        >>> import tempfile, torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> target = Path(tempfile.mkdtemp())
+        >>> file = MergedWeightsFile(layer, target, target)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.add_(1.0)
+        >>> file.update(layer)
+        >>> from safetensors.torch import load_file
+        >>> torch.equal(load_file(target / "model.safetensors")["weight"], layer.weight)
+        True
+        >>> file.close()
+    """
+
+    def __init__(self, model: Any, base_dir: str | Path, target: Path) -> None:
+        write_merged_weights(model, str(base_dir), target)
+        self.path = target / "model.safetensors"
+        self._file = open(self.path, "r+b")  # noqa: SIM115 - the map outlives this call; closed in close()
+        self._map = mmap.mmap(self._file.fileno(), 0)
+        self.views = _tensor_views(self._map)
+
+    def update(self, model: Any) -> None:
+        """Write ``model``'s current merged weights into the file, in place."""
+        import torch
+
+        with torch.no_grad():
+            written = set()
+            if hasattr(model, "get_base_model"):
+                for name, module in _lora_modules(model):
+                    torch.add(module.base_layer.weight, _delta(module), out=self.views[f"{name}.weight"])
+                    written.add(f"{name}.weight")
+                    if getattr(module.base_layer, "bias", None) is not None:
+                        self.views[f"{name}.bias"].copy_(module.base_layer.bias)
+                tensors = _plain_tensors(model)
+            else:
+                tensors = model.state_dict().items()
+            for key, value in tensors:  # embeddings, norms; everything in full fine-tuning
+                view = self.views.get(key)
+                if key not in written and view is not None:
+                    view.copy_(value)
+
+    def close(self) -> None:
+        """Unmap and close the file (the folder stays)."""
+        self.views = {}
+        self._map.close()
+        self._file.close()
+
+
+def _lora_modules(model: Any) -> list[tuple[str, Any]]:
+    """(name, module) of every LoRA-wrapped layer in a peft model's base model."""
+    return [(name, module) for name, module in model.get_base_model().named_modules()
+            if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight")]
+
+
+def _delta(module: Any) -> Any:
+    """The summed weight delta of a LoRA layer's active adapters."""
+    return sum(module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A)
+
+
+def _plain_tensors(model: Any) -> list[tuple[str, Any]]:
+    """A peft model's base tensors that are not LoRA factors or wrapped base layers, under checkpoint names."""
+    return [(key, value) for key, value in model.get_base_model().state_dict().items()
+            if "lora_" not in key and ".base_layer." not in key]
+
+
+_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
+           "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _tensor_views(buffer: mmap.mmap) -> dict[str, Any]:
+    """Each tensor of a safetensors file as a writable view of the mapped bytes."""
+    import torch
+
+    header_len = int.from_bytes(buffer[:8], "little")
+    header = json.loads(buffer[8:8 + header_len])
+    base = 8 + header_len
+    views = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = getattr(torch, _DTYPES[info["dtype"]])
+        start, end = info["data_offsets"]
+        count = (end - start) // torch.empty((), dtype=dtype).element_size()
+        views[name] = torch.frombuffer(buffer, dtype=dtype, count=count, offset=base + start).view(info["shape"])
+    return views
