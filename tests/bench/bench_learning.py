@@ -16,8 +16,9 @@
    prompts with the same verifier as the recipe's closing check; so are both
    runs' checkpoints at the last step they both saved (learning per step).
 
-Reported: per seed, steps, wall seconds, peak memory, accuracy and gain over
-base for each side, and the gap between them; the mean gain of each side.
+Reported: per seed, steps, wall seconds, median step seconds, mean completion
+length over the last 5 steps (step time follows it), peak memory, accuracy
+and gain over base for each side, and the gap between them; the mean gain of each side.
 About 25 minutes per seed on 2 CPU cores with the math recipe.
 """
 
@@ -31,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, python, read_log_history, run_measured, write_report
+from common import ROOT, median, python, read_log_history, run_measured, step_times, write_report
 
 
 def last_step(log_history: list[dict]) -> int:
@@ -83,7 +84,11 @@ def train_pair(recipe: str, seed: int, work: Path) -> dict[str, tuple[dict, Path
     print(f"seed {seed} stock TRL", trl, flush=True)
     runs = {"rlft": (rlft, rlft_dir), "stock-trl": (trl, trl_dir)}
     for figures, run_dir in runs.values():
-        figures["steps"] = last_step(read_log_history(run_dir))
+        history = read_log_history(run_dir)
+        figures["steps"] = last_step(history)
+        figures["median_step_s"] = median(step_times(history))
+        lengths = [row["completions/mean_length"] for row in history if "completions/mean_length" in row]
+        figures["completion_tokens_last5"] = round(sum(lengths[-5:]) / len(lengths[-5:]), 1) if lengths else None
     return runs
 
 
