@@ -138,7 +138,7 @@ class MergedWeightsFile:
                     view.copy_(value)
 
     def close(self) -> None:
-        """Unmap and close the file (the folder stays)."""
+        """Unmap and close the file (the folder stays); ``views`` is emptied, as its tensors die with the map."""
         self.views = {}
         self._map.close()
         self._file.close()
