@@ -10,7 +10,7 @@ check. Step time is TRL's own ``step_time`` metric (generation, reward,
 loss and backward of one optimizer step), the same code on both sides; the
 median leaves out the first (warm-up) step. Peak memory is the proportional
 set size (PSS) of the whole process tree (vLLM's engine runs in a child
-process), sampled every 0.25 s. Wall time includes loading and, for rlft, starting vLLM.
+process), sampled every 2 s. Wall time includes loading and, for rlft, starting vLLM.
 """
 
 from __future__ import annotations
