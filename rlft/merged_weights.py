@@ -14,10 +14,11 @@ module writes that folder. Two ways:
   merged sync 2.1-5.0 s; rewriting in place, the whole sync (vLLM's reload
   0.43-0.57 s included) took 0.65-0.96 s after the first, which writes the file.
 
-Why our own file writer: safetensors' ``save_file`` always serializes a new
-file; its format (8-byte header length, JSON header, raw little-endian
-tensor bytes at stated offsets) is simple and public, so a file it wrote can
-be viewed as tensors with ``torch.frombuffer`` and updated in place.
+Why we read the file's layout ourselves: safetensors has no in-place update
+(``save_file`` always serializes a new file, ``safe_open`` is read-only); its
+format (8-byte header length, JSON header, raw little-endian tensor bytes at
+stated offsets) is simple and public, so a file ``save_file`` wrote can be
+viewed as writable tensors with ``torch.frombuffer``.
 
 Example:
     >>> import torch
