@@ -25,7 +25,7 @@ def fast_bf16(monkeypatch):
 def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as `accelerate launch --config_file launch/zero2.yaml` sets
     caplog.set_level(logging.WARNING, logger="rlft.runtime")
-    (*_, run, cfg), recipe = grpo.parse(["recipes/math.yaml", "--output_dir", str(tmp_path / "run")])
+    (*_, run, cfg), recipe = grpo.parse(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path / "run")])
     assert cfg.bf16 is False and recipe["bf16"] is True  # the recipe on disk and in the manifest keeps asking
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"  # or DeepSpeed gets a bf16 config and refuses
     assert not caplog.records  # nothing yet: a refused output_dir prints its one-line error alone
@@ -34,13 +34,13 @@ def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, t
 
 
 def test_recipe_bf16_kept_where_the_cpu_has_it(fast_bf16, caplog):
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml"])
+    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])
     assert cfg.bf16 is True and not caplog.records
 
 
 def test_bf16_without_amx_is_float32_too(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: 1.9)  # AVX512-BF16 Xeon, no AMX: as measured here
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml"])
+    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])
     assert cfg.bf16 is False and engine_dtype("auto", prefer_bf16=True) == "float32"
 
 
