@@ -102,28 +102,43 @@ def cpu_precision(values: dict) -> dict:
 
     A recipe written for a bf16-capable machine (``bf16: true``) then still runs
     at float32 speed instead of tens of times slower. Has no effect where a
-    GPU is visible or the recipe does not ask for bf16. Under ``accelerate
-    launch`` with ``mixed_precision: bf16`` (e.g. ``launch/zero2.yaml``) the
-    launcher's ``ACCELERATE_MIXED_PRECISION`` is set to ``no`` as well, or
-    transformers would hand DeepSpeed a bf16 config that contradicts the
-    float32 run and stop.
+    GPU is visible or the recipe does not ask for bf16. Either way the launcher
+    follows the resulting precision (:func:`launcher_follows_recipe`).
 
     Example:
         >>> cpu_precision({"bf16": False})
         {'bf16': False}
     """
-    if not values.get("bf16") or not values.get("use_cpu"):
-        return values
-    slowdown = cpu_bf16_slowdown()
-    if slowdown < BF16_MAX_SLOWDOWN:
-        return values
-    # Logged by log_precision_notes() once the output directory is accepted, so a
-    # refused run prints its one-line error and nothing else.
-    _precision_notes.append(f"bf16: bfloat16 matmul is {slowdown:.1f}x slower than float32 on this CPU (measured); "
-                            "training in float32 instead (set bf16: false to silence this)")
-    if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16":
+    if values.get("bf16") and values.get("use_cpu"):
+        slowdown = cpu_bf16_slowdown()
+        if slowdown >= BF16_MAX_SLOWDOWN:
+            # Logged by log_precision_notes() once the output directory is accepted, so a
+            # refused run prints its one-line error and nothing else.
+            _precision_notes.append(f"bf16: bfloat16 matmul is {slowdown:.1f}x slower than float32 on this CPU "
+                                    "(measured); training in float32 instead (set bf16: false to silence this)")
+            values = {**values, "bf16": False}
+    launcher_follows_recipe(values)
+    return values
+
+
+def launcher_follows_recipe(values: dict) -> None:
+    """Set ``accelerate launch``'s mixed precision to ``no`` when the recipe trains without bf16.
+
+    ``launch/zero2.yaml`` and its siblings say ``mixed_precision: bf16``
+    (``ACCELERATE_MIXED_PRECISION`` in the launched processes). With a recipe
+    that says ``bf16: false`` (``recipes/math.yaml``), or one rlft moved to
+    float32, transformers would hand DeepSpeed a bf16 config that contradicts
+    the float32 run and stop ("DeepSpeed config values that mismatch
+    TrainingArguments values"). The recipe is the more specific of the two.
+
+    Example:
+        >>> os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+        >>> launcher_follows_recipe({"bf16": False})
+        >>> os.environ.pop("ACCELERATE_MIXED_PRECISION")
+        'no'
+    """
+    if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16" and not (values.get("bf16") or values.get("fp16")):
         os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
-    return {**values, "bf16": False}
 
 
 def log_precision_notes() -> None:

@@ -33,6 +33,17 @@ def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, t
     assert len(caplog.records) == 1 and "58.0x slower than float32" in caplog.text and "float32" in caplog.text
 
 
+def test_float32_recipe_overrides_the_launchers_bf16(fast_bf16, monkeypatch):
+    # launch/zero2.yaml says mixed_precision: bf16; recipes/math.yaml says bf16: false. Left as bf16, DeepSpeed
+    # stops with "DeepSpeed config values that mismatch TrainingArguments values".
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    (*_, cfg), _ = grpo.parse(["recipes/math.yaml"])
+    assert cfg.bf16 is False and os.environ["ACCELERATE_MIXED_PRECISION"] == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])  # a bf16 run keeps the launcher's bf16
+    assert cfg.bf16 is True and os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+
+
 def test_recipe_bf16_kept_where_the_cpu_has_it(fast_bf16, caplog):
     (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])
     assert cfg.bf16 is True and not caplog.records
