@@ -3,12 +3,14 @@
     make bench                                   # all benchmarks
     .venv/bin/python tests/bench/bench_rollout.py [--prompts 32 --generations 8 --tokens 64]
 
-The bundled model with a LoRA adapter (r=16, all linear layers) in the dtype a
-training run would pick here (``--dtype auto``: bf16 where it is fast, float32
-on CPUs where bf16 matmul is slower, as :func:`rlft.runtime.cpu_precision`), the
-math recipe's prompts and sampling settings. The prompts are generated in
-rounds of ``--per-round`` prompts x ``--generations`` completions, as GRPO
-steps would ask for them; before every vLLM round the adapter is perturbed
+The bundled model with a LoRA adapter (r=16, all linear layers) in the dtype
+``recipes/math.yaml`` trains in here (``--dtype auto``: float32 where the recipe
+says ``bf16: false``; with ``bf16: true``, bf16 where it is fast, as
+:func:`rlft.runtime.cpu_precision`), the math recipe's prompts and sampling
+settings. The prompts are generated in rounds of ``--per-round`` prompts x
+``--generations`` completions (default: the recipe's prompts per optimizer
+step, which TRL generates in one call), as GRPO steps would ask for them;
+before every vLLM round the adapter is perturbed
 (as an optimizer step would) and the engine syncs, and that sync is timed
 inside the round. HF generates exactly as TRL's own generation does
 (``model.generate`` on the whole batch, sampling). Each engine runs in its own
@@ -36,6 +38,7 @@ ENGINES = ("hf", "vllm-merged", "vllm-adapter")
 def setup(args: argparse.Namespace):
     """Tokenizer, LoRA model and the benchmark's prompt rounds."""
     import torch
+    import yaml
     from peft import LoraConfig, get_peft_model
 
     from rlft import models, tasks
@@ -44,18 +47,28 @@ def setup(args: argparse.Namespace):
     tokenizer = models.load_tokenizer("bundled:smollm2-135m-instruct")
     model = models.load_model("bundled:smollm2-135m-instruct", args.dtype)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
-    rows = tasks.generate("arithmetic", "train", args.prompts, seed=0, digits=2, ops="+-", instruction="")
+    task_kwargs = yaml.safe_load((ROOT / args.recipe).read_text()).get("task_kwargs", {})
+    rows = tasks.generate("arithmetic", "train", args.prompts, seed=0, **task_kwargs)
     prompts = [row["prompt"] for row in rows]
     rounds = [prompts[i:i + args.per_round] for i in range(0, len(prompts), args.per_round)]
     return tokenizer, model, rounds
 
 
-def training_dtype() -> str:
-    """The dtype ``bf16: true`` trains in on this machine (float32 where bf16 is slower)."""
+def recipe_defaults(recipe: str) -> tuple[str, int]:
+    """The recipe's training dtype on this machine and its prompts per optimizer step (one generation call).
+
+    Example (on a CPU where bf16 is slow, or with ``bf16: false``):
+        >>> recipe_defaults("recipes/math.yaml")  # doctest: +SKIP
+        ('float32', 8)
+    """
+    import yaml
+
     from rlft.rollout import engine_dtype
 
-    dtype = engine_dtype("auto", prefer_bf16=True)  # "auto" on GPU: bf16 there
-    return "bfloat16" if dtype == "auto" else dtype
+    values = yaml.safe_load((ROOT / recipe).read_text())
+    dtype = engine_dtype("auto", prefer_bf16=bool(values.get("bf16", False)))  # "auto" on GPU: bf16 there
+    completions = values["per_device_train_batch_size"] * values.get("gradient_accumulation_steps", 1)
+    return ("bfloat16" if dtype == "auto" else dtype), completions // values["num_generations"]
 
 
 def perturb(model) -> None:
@@ -135,7 +148,9 @@ def summarize(name: str, raw: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--per-round", type=int, default=4, help="prompts per GRPO step (one sync each)")
+    parser.add_argument("--recipe", default="recipes/math.yaml", help="where --dtype auto and --per-round come from")
+    parser.add_argument("--per-round", type=int, default=None,
+                        help="prompts per GRPO step, one sync each (default: the recipe's)")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
@@ -143,8 +158,9 @@ def main() -> None:
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
     args = parser.parse_args()
-    if args.dtype == "auto":
-        args.dtype = training_dtype()
+    dtype, per_round = recipe_defaults(args.recipe)
+    args.dtype = dtype if args.dtype == "auto" else args.dtype
+    args.per_round = args.per_round or per_round
 
     if args.child:  # one engine, in a fresh process; raw figures on stdout's last line
         raw = run_hf(args) if args.child == "hf" else run_vllm(args, args.child.removeprefix("vllm-"))
@@ -153,7 +169,7 @@ def main() -> None:
 
     results = {}
     for name in args.engines:
-        cmd = [python(), __file__, "--child", name, "--prompts", str(args.prompts), "--per-round",
+        cmd = [python(), __file__, "--child", name, "--recipe", args.recipe, "--prompts", str(args.prompts), "--per-round",
                str(args.per_round), "--generations", str(args.generations), "--tokens", str(args.tokens),
                "--dtype", args.dtype]  # resolved once here: every engine runs in the same dtype
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
@@ -163,7 +179,7 @@ def main() -> None:
         print(json.dumps(results[name]), flush=True)
     hf = results.get("hf", {}).get("tokens_per_s")
     report = {
-        "setup": {"prompts": args.prompts, "per_round": args.per_round, "generations": args.generations,
+        "setup": {"recipe": args.recipe, "prompts": args.prompts, "per_round": args.per_round, "generations": args.generations,
                   "max_tokens": args.tokens, "model": f"bundled smollm2-135m-instruct + LoRA r16 ({args.dtype})"},
         "results": list(results.values()),
         "speedup_vs_hf": {name: ratio(r["tokens_per_s"], hf) for name, r in results.items() if name != "hf"},
