@@ -19,7 +19,7 @@
 Reported: per seed, steps, wall seconds, median step seconds, mean completion
 length over the last 5 steps (step time follows it), peak memory, accuracy
 and gain over base for each side, and the gap between them; the mean gain of each side.
-About 25 minutes per seed on 2 CPU cores with the math recipe.
+About 30-40 minutes per seed on 2 CPU cores with the math recipe (both runs, plus scoring).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/math.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42],
-                        help="one rlft / stock TRL pair per seed (~25 min each with the math recipe)")
+                        help="one rlft / stock TRL pair per seed (~30-40 min each with the math recipe)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--work", type=Path, default=None, help="where the runs go (default: a temp dir)")
     parser.add_argument("--eval-json", help=argparse.SUPPRESS)  # child mode: {name: adapter dir or null}
