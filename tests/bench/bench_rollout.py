@@ -57,9 +57,9 @@ def setup(args: argparse.Namespace):
 def recipe_defaults(recipe: str) -> tuple[str, int]:
     """The recipe's training dtype on this machine and its prompts per optimizer step (one generation call).
 
-    Example (on a CPU where bf16 is slow, or with ``bf16: false``):
-        >>> recipe_defaults("recipes/math.yaml")  # doctest: +SKIP
-        ('float32', 8)
+    Example (the math recipe: float32, 32 x 2 micro-batches of 8 completions per prompt):
+        >>> recipe_defaults("recipes/math.yaml")[1]
+        8
     """
     import yaml
 
