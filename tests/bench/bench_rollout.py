@@ -57,7 +57,7 @@ def setup(args: argparse.Namespace):
 def recipe_defaults(recipe: str) -> tuple[str, int]:
     """The recipe's training dtype on this machine and its prompts per optimizer step (one generation call).
 
-    Example (the math recipe: float32, 32 x 2 micro-batches of 8 completions per prompt):
+    Example (the math recipe: 32 completions x 2 micro-batches / 8 completions per prompt):
         >>> recipe_defaults("recipes/math.yaml")[1]
         8
     """
