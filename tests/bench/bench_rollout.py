@@ -38,16 +38,16 @@ ENGINES = ("hf", "vllm-merged", "vllm-adapter")
 def setup(args: argparse.Namespace):
     """Tokenizer, LoRA model and the benchmark's prompt rounds."""
     import torch
-    import yaml
     from peft import LoraConfig, get_peft_model
 
     from rlft import models, tasks
+    from rlft.config import load_recipe_file
 
     torch.manual_seed(0)
     tokenizer = models.load_tokenizer("bundled:smollm2-135m-instruct")
     model = models.load_model("bundled:smollm2-135m-instruct", args.dtype)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
-    task_kwargs = yaml.safe_load((ROOT / args.recipe).read_text()).get("task_kwargs", {})
+    task_kwargs = load_recipe_file(ROOT / args.recipe).get("task_kwargs", {})
     rows = tasks.generate("arithmetic", "train", args.prompts, seed=0, **task_kwargs)
     prompts = [row["prompt"] for row in rows]
     rounds = [prompts[i:i + args.per_round] for i in range(0, len(prompts), args.per_round)]
@@ -61,11 +61,10 @@ def recipe_defaults(recipe: str) -> tuple[str, int]:
         >>> recipe_defaults("recipes/math.yaml")[1]
         8
     """
-    import yaml
-
+    from rlft.config import load_recipe_file
     from rlft.rollout import engine_dtype
 
-    values = yaml.safe_load((ROOT / recipe).read_text())
+    values = load_recipe_file(ROOT / recipe)
     dtype = engine_dtype("auto", prefer_bf16=bool(values.get("bf16", False)))  # "auto" on GPU: bf16 there
     completions = values["per_device_train_batch_size"] * values.get("gradient_accumulation_steps", 1)
     return ("bfloat16" if dtype == "auto" else dtype), completions // values["num_generations"]
@@ -158,9 +157,10 @@ def main() -> None:
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
     args = parser.parse_args()
-    dtype, per_round = recipe_defaults(args.recipe)
-    args.dtype = dtype if args.dtype == "auto" else args.dtype
-    args.per_round = args.per_round or per_round
+    if args.dtype == "auto" or args.per_round is None:  # children get both resolved: no second bf16 probe
+        dtype, per_round = recipe_defaults(args.recipe)
+        args.dtype = dtype if args.dtype == "auto" else args.dtype
+        args.per_round = args.per_round or per_round
 
     if args.child:  # one engine, in a fresh process; raw figures on stdout's last line
         raw = run_hf(args) if args.child == "hf" else run_vllm(args, args.child.removeprefix("vllm-"))
