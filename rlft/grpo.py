@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         trainer = RlftGRPOTrainer(
             model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=splits["train"],
             processing_class=tokenizer, peft_config=models.lora_config(model_args), engine=engine,
-            skip_zero_advantage=skip_args.skip_zero_advantage,
+            skip_zero_advantage=skip_args.skip_zero_advantage, length_buckets=skip_args.length_buckets,
         )
         run.begin(trainer, splits["train"])
         run.train()

@@ -25,6 +25,7 @@ from trl import GRPOTrainer
 
 from rewards.timeouts import refuse_in_worker_bootstrap
 from rlft.importance import DeferredImportanceSampling
+from rlft.length_buckets import LengthBuckets
 from rlft.run_dir import AtomicCheckpoints
 from rlft.zero_advantage import ZeroAdvantageSkipping
 
@@ -46,7 +47,7 @@ def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
     return out
 
 
-class RlftGRPOTrainer(AtomicCheckpoints, ZeroAdvantageSkipping, DeferredImportanceSampling, GRPOTrainer):
+class RlftGRPOTrainer(AtomicCheckpoints, ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSampling, GRPOTrainer):
     """``GRPOTrainer`` with rlft's rollout engine wired in, reward counters in its logs, atomic checkpoints.
 
     With an ``engine`` (see :mod:`rlft.rollout`), generation goes through TRL's
@@ -58,16 +59,19 @@ class RlftGRPOTrainer(AtomicCheckpoints, ZeroAdvantageSkipping, DeferredImportan
     generation is on-policy the correction reuses the training forward's
     logprobs instead of a separate forward (:mod:`rlft.importance`). Rows
     with zero advantage skip the training pass where that leaves the gradient
-    unchanged (``skip_zero_advantage``, :mod:`rlft.zero_advantage`).
+    unchanged (``skip_zero_advantage``, :mod:`rlft.zero_advantage`), and the
+    rows that remain are trained in length buckets, with less padding
+    (``length_buckets``, :mod:`rlft.length_buckets`).
     """
 
-    def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False,
+                 length_buckets: bool | None = False, **kwargs: Any) -> None:
         refuse_in_worker_bootstrap("a trainer")
         if engine is not None:
             kwargs["rollout_func"] = engine.rollout_func
         super().__init__(*args, **kwargs)
         self._last_counters: dict[str, int] = {}
-        self.enable_zero_advantage_skipping(skip_zero_advantage)
+        self.enable_zero_advantage_skipping(skip_zero_advantage, length_buckets)
         if engine is not None:
             self.use_vllm = True
             self.vllm_generation = engine

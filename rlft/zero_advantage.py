@@ -41,13 +41,12 @@ from typing import Any
 
 import torch
 
+from rlft.length_buckets import take_rows
+
 logger = logging.getLogger(__name__)
 
 # loss types whose normalizer does not depend on which rows a micro-batch holds
 EXACT_LOSS_TYPES = ("dapo", "cispo")
-# per-completion-token tensors TRL puts in a training batch (trimmed with completion_mask)
-COMPLETION_COLUMNS = ("completion_ids", "completion_mask", "old_per_token_logps", "sampling_per_token_logps",
-                      "ref_per_token_logps", "importance_sampling_ratio", "tool_mask")
 TOLERANCE = 1e-6  # |advantage| below this counts as zero (mean of equal float rewards may be off by ~1e-17)
 
 
@@ -59,6 +58,11 @@ class SkipArguments:
         default=True,
         metadata={"help": "Skip the forward/backward pass for completions with zero advantage (same gradient; "
                           "applies with beta 0 and loss_type dapo or cispo)."},
+    )
+    length_buckets: bool | None = field(
+        default=None,
+        metadata={"help": "Train each micro-batch in length buckets, less padding, same gradient (where "
+                          "skip_zero_advantage applies). Default: on when training on CPU (measured), off on GPU."},
     )
 
 
@@ -89,11 +93,12 @@ def why_not_exact(trainer: Any) -> str | None:
 
 
 def drop_zero_advantage_rows(inputs: dict[str, Any]) -> dict[str, Any]:
-    """The micro-batch without its zero-advantage rows, and without completion columns no kept row uses.
+    """The micro-batch without its zero-advantage rows, and without padding columns no kept row uses.
 
     Every tensor whose first dimension is the batch is filtered; scalars
-    (``num_items_in_batch``) pass through. If no row has a non-zero advantage,
-    the row with the fewest completion tokens is kept.
+    (``num_items_in_batch``) pass through (:func:`rlft.length_buckets.take_rows`).
+    If no row has a non-zero advantage, the row with the fewest completion
+    tokens is kept.
 
     Example:
         >>> import torch
@@ -101,9 +106,7 @@ def drop_zero_advantage_rows(inputs: dict[str, Any]) -> dict[str, Any]:
         >>> out["completion_mask"].tolist()
         [[1]]
     """
-    advantages = inputs["advantages"]
-    rows = advantages.size(0)
-    keep = advantages.abs() > TOLERANCE
+    keep = inputs["advantages"].abs() > TOLERANCE
     if keep.dim() > 1:
         keep = keep.any(dim=tuple(range(1, keep.dim())))
     if bool(keep.all()):
@@ -111,24 +114,14 @@ def drop_zero_advantage_rows(inputs: dict[str, Any]) -> dict[str, Any]:
     if not bool(keep.any()):
         keep = torch.zeros_like(keep)
         keep[int(inputs["completion_mask"].sum(dim=1).argmin())] = True
-    out = {key: value[keep] if _is_per_row(value, rows) else value for key, value in inputs.items()}
-    width = out["completion_mask"].size(1)
-    used = out["completion_mask"].any(dim=0).nonzero()
-    new_width = int(used.max()) + 1 if used.numel() else 1
-    if new_width < width:
-        for key in COMPLETION_COLUMNS:
-            value = out.get(key)
-            if torch.is_tensor(value) and value.dim() == 2 and value.size(1) == width:
-                out[key] = value[:, :new_width]
-    return out
-
-
-def _is_per_row(value: Any, rows: int) -> bool:
-    return torch.is_tensor(value) and value.dim() >= 1 and value.size(0) == rows
+    return take_rows(inputs, keep)
 
 
 class ZeroAdvantageSkipping:
     """Mixin for ``GRPOTrainer``: train only on rows with a non-zero advantage, where that is exact.
+
+    Put it in front of :class:`rlft.length_buckets.LengthBuckets` in the bases,
+    so the rows it keeps are the ones bucketed.
 
     Set ``skip_zero_advantage`` on the instance (the trainer's constructor
     does); the fraction of rows skipped is logged as ``zero_advantage/skipped``.
@@ -145,9 +138,17 @@ class ZeroAdvantageSkipping:
         self._metrics["train"]["zero_advantage/skipped"].append(skipped)
         return super()._compute_loss(model, inputs)
 
-    def enable_zero_advantage_skipping(self: Any, wanted: bool) -> None:
-        """Turn skipping on if ``wanted`` and exact for this trainer's settings; log why not otherwise."""
-        reason = why_not_exact(self) if wanted else None
+    def enable_zero_advantage_skipping(self: Any, wanted: bool, length_buckets: bool | None = False) -> None:
+        """Turn skipping (and length buckets, :mod:`rlft.length_buckets`) on if wanted and exact; log why not.
+
+        ``length_buckets=None`` means: on where the trainer runs on CPU, where
+        padding costs its full share of the time (measured); GPUs are not measured.
+        """
+        if length_buckets is None:
+            length_buckets = self.accelerator.device.type == "cpu"
+        asked = [name for name, on in (("skip_zero_advantage", wanted), ("length_buckets", length_buckets)) if on]
+        reason = why_not_exact(self) if asked else None
         self.skip_zero_advantage = wanted and reason is None
+        self.length_buckets = bool(length_buckets) and reason is None
         if reason:
-            logger.info("skip_zero_advantage: off, %s", reason)
+            logger.info("%s: off, %s", " and ".join(asked), reason)

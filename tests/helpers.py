@@ -28,3 +28,13 @@ def fails_after_first_step(completions, trainer_state=None, **columns):
 def nan_reward(completions, **columns):
     """A reward whose arithmetic went wrong: NaN for every completion."""
     return [float("nan") for _ in completions]
+
+
+def loss_and_grads(trainer, batch, **flags):
+    """One micro-batch's loss and the LoRA gradients it gives, with trainer attributes set from ``flags``."""
+    for name, value in flags.items():
+        setattr(trainer, name, value)
+    trainer.model.zero_grad()
+    loss = trainer._compute_loss(trainer.model, dict(batch))
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}

@@ -83,11 +83,12 @@ def test_skipping_gives_trls_loss_and_gradient_from_the_rows_with_signal(tmp_pat
 
     from rlft.grpo_trainer import RlftGRPOTrainer
     from rlft.models import load_model, load_tokenizer
-    from tests.helpers import length_reward
+    from tests.helpers import length_reward, loss_and_grads
 
     tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
     cfg = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4,
-                     max_completion_length=8, report_to="none", use_cpu=True, loss_type="dapo", beta=0.0)
+                     max_completion_length=8, report_to="none", use_cpu=True, loss_type="dapo", beta=0.0,
+                     bf16=False)
     rows = [{"prompt": [{"role": "user", "content": "Count apples."}]}] * 4 + \
            [{"prompt": [{"role": "user", "content": "Name a fruit."}]}] * 4
     trainer = RlftGRPOTrainer(model=load_model("bundled:smollm2-135m-instruct"), reward_funcs=[length_reward],
@@ -105,15 +106,8 @@ def test_skipping_gives_trls_loss_and_gradient_from_the_rows_with_signal(tmp_pat
     generated = trainer._generate_and_score_completions(rows)
     assert generated["advantages"][4:].abs().max() == 0  # the second group has no spread
 
-    def loss_and_grads(skip: bool):
-        trainer.skip_zero_advantage = skip
-        trainer.model.zero_grad()
-        loss = trainer._compute_loss(trainer.model, dict(generated))
-        loss.backward()
-        return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-
-    trls_loss, trls_grads = loss_and_grads(skip=False)
-    loss, grads = loss_and_grads(skip=True)
+    trls_loss, trls_grads = loss_and_grads(trainer, generated, skip_zero_advantage=False)
+    loss, grads = loss_and_grads(trainer, generated, skip_zero_advantage=True)
     assert widths == [(8, 7), (4, 4)]  # TRL: 8 rows x 7 columns (7 apples); skipping: 4 rows x 4
     assert loss == pytest.approx(trls_loss, rel=1e-5) and loss != 0.0
     for name, grad in trls_grads.items():
