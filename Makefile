@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-learning lint clean
+.PHONY: setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -49,7 +49,7 @@ demo-sft: setup
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
 # All four take ~80 min on 2 CPU cores; reports land in runs/bench/*.json.
-bench: bench-rewards bench-rollout bench-step bench-learning
+bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning
 
 bench-rewards: setup
 	$(PY) tests/bench/bench_rewards.py
@@ -59,6 +59,11 @@ bench-rollout: setup
 
 bench-step: setup
 	$(PY) tests/bench/bench_grpo_step.py
+
+# Replays the completions `make demo` logged (it runs the demo first if there are none).
+bench-buckets: setup
+	test -d runs/math/completions || $(MAKE) demo
+	$(PY) tests/bench/bench_length_buckets.py
 
 bench-learning: setup
 	$(PY) tests/bench/bench_learning.py
