@@ -9,7 +9,8 @@ micro-batches (rows shuffled, as TRL does), the zero-advantage rows are
 dropped on both sides (``skip_zero_advantage``, measured in
 ``bench_grpo_step.py``), and each micro-batch's loss and backward pass runs
 twice through rlft's trainer (TRL's ``_compute_loss``): once as TRL's single
-padded pass and once in length buckets, in alternating order. Same model
+padded pass and once in length buckets, in alternating order, after one
+untimed pass of each. Same model
 (the bundled one, LoRA from the recipe, float32), same rows, same gradient;
 only the padding differs. Completions are re-tokenized from their logged
 text, so a token count can differ by one from the run's.
@@ -129,6 +130,9 @@ def main() -> None:
     tokenizer = load_tokenizer(load_recipe_file(args.recipe)["model_name_or_path"])
     trainer = build_trainer(args.recipe, tokenizer)
     totals = {"one-pass": [0.0, 0], "buckets": [0.0, 0]}
+    warm_up = micro_batches(steps[0], tokenizer, trainer.args.per_device_train_batch_size, seed=0)[0]
+    for buckets in (False, True):  # untimed: the first passes through the model are slower
+        timed_pass(trainer, warm_up, buckets)
     for index, frame in enumerate(steps):
         for number, batch in enumerate(micro_batches(frame, tokenizer, trainer.args.per_device_train_batch_size,
                                                      seed=index)):
