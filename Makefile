@@ -36,7 +36,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The main job: GRPO on the bundled model, then the greedy before/after table (~18 min on 2 cores after the install).
+# The main job: GRPO on the bundled model, then the greedy before/after table (~15 min on 2 cores after the install).
 demo: setup
 	$(VENV)/bin/rlft grpo recipes/math.yaml --overwrite
 
@@ -48,7 +48,7 @@ demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
-# All four take ~80 min on 2 CPU cores; reports land in runs/bench/*.json.
+# All five take ~95 min on 2 CPU cores; reports land in runs/bench/*.json.
 bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning
 
 bench-rewards: setup
