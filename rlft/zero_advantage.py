@@ -10,7 +10,7 @@ training that is most of the batch (the bundled model on ``recipes/math.yaml``:
 75-100 % of the groups in the first steps, ``frac_reward_zero_std``).
 
 :class:`ZeroAdvantageSkipping` drops those rows from each micro-batch before
-the loss is computed and trims the completion columns that only they used.
+the loss is computed and trims the padding columns that only they used.
 ``num_items_in_batch`` is left as TRL computed it, so the loss and the
 gradient are the ones TRL would compute (the tests compare them). Where they
 would not be (another loss type, which averages over the rows it sees;

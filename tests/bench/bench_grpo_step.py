@@ -37,9 +37,9 @@ SIDES = {  # program, then options after the recipe
     "stock-trl": ([str(Path(__file__).with_name("stock_trl_grpo.py"))], []),
     "rlft-vllm-merged": (RLFT, ["--vllm_sync", "merged", "--eval_before_after", "false"]),
     "rlft-vllm-adapter": (RLFT, ["--vllm_sync", "adapter", "--eval_before_after", "false"]),
-    # what the engine alone buys: every row through the training pass, as in stock TRL
+    # what the engine alone buys: every row through one padded training pass, as in stock TRL
     "rlft-vllm-merged-all-rows": (RLFT, ["--vllm_sync", "merged", "--eval_before_after", "false",
-                                         "--skip_zero_advantage", "false"]),
+                                         "--skip_zero_advantage", "false", "--length_buckets", "false"]),
 }
 
 
