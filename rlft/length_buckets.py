@@ -44,11 +44,23 @@ COMPLETION_COLUMNS = ("completion_ids", "completion_mask", "old_per_token_logps"
                       "ref_per_token_logps", "importance_sampling_ratio", "tool_mask")
 # per-prompt-token tensors (left-padded, trimmed with prompt_mask)
 PROMPT_COLUMNS = ("prompt_ids", "prompt_mask")
+# vision inputs: not one row per completion (patches, image grids), so such batches are never split
+IMAGE_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask", "image_sizes", "num_images")
+
+
+def splittable(inputs: dict[str, Any]) -> bool:
+    """Whether a micro-batch's rows can be taken apart: not when it carries images.
+
+    Example:
+        >>> splittable({"advantages": 0}), splittable({"advantages": 0, "pixel_values": 0})
+        (True, False)
+    """
+    return not any(key in inputs for key in IMAGE_KEYS)
 
 
 def plan_buckets(completion_lengths: list[int], prompt_lengths: list[int],
                  overhead: int = PASS_OVERHEAD_TOKENS) -> list[list[int]]:
-    """Row indices in buckets, cheapest first: padded tokens plus ``overhead`` tokens per bucket, minimised.
+    """Row indices in buckets, shortest first: padded tokens plus ``overhead`` tokens per bucket, minimised.
 
     Rows are sorted by completion length and cut into contiguous runs (the
     optimal cut for that order, by dynamic programming over at most a few
@@ -162,7 +174,7 @@ class LengthBuckets:
     length_buckets: bool = False
 
     def _compute_loss(self: Any, model: Any, inputs: dict) -> torch.Tensor:
-        if not (self.length_buckets and self.model.training):
+        if not (self.length_buckets and self.model.training and splittable(inputs)):
             return super()._compute_loss(model, inputs)
         buckets = split_by_length(inputs)
         self._metrics["train"]["length_buckets/passes"].append(float(len(buckets)))

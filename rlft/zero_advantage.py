@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from rlft.length_buckets import take_rows
+from rlft.length_buckets import splittable, take_rows
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class ZeroAdvantageSkipping:
     skip_zero_advantage: bool = False
 
     def _compute_loss(self: Any, model: Any, inputs: dict) -> torch.Tensor:
-        if not (self.skip_zero_advantage and self.model.training):
+        if not (self.skip_zero_advantage and self.model.training and splittable(inputs)):
             return super()._compute_loss(model, inputs)
         rows = inputs["advantages"].size(0)
         inputs = drop_zero_advantage_rows(inputs)

@@ -115,3 +115,40 @@ def test_buckets_give_trls_loss_and_gradient(tmp_path, monkeypatch):
     for name, grad in trls_grads.items():
         assert (grads[name] - grad).abs().max() <= 1e-4 * grad.abs().max(), name
     assert trainer._metrics["train"]["length_buckets/passes"][-1] == 5.0
+
+
+class Recorder:
+    """Stands in for TRL's ``_compute_loss``: records the batches it is given."""
+
+    def _compute_loss(self, model, inputs):
+        self.seen.append(inputs)
+        return torch.tensor(float(len(inputs["advantages"])))
+
+
+def mixed_trainer():
+    from collections import defaultdict
+
+    from rlft.zero_advantage import ZeroAdvantageSkipping
+
+    class Trainer(ZeroAdvantageSkipping, length_buckets.LengthBuckets, Recorder):
+        pass
+
+    trainer = Trainer()
+    trainer.model = torch.nn.Linear(1, 1)  # .training is True
+    trainer.seen, trainer._metrics = [], {"train": defaultdict(list)}
+    trainer.skip_zero_advantage = trainer.length_buckets = True
+    return trainer
+
+
+def test_the_trainer_drops_then_buckets_but_leaves_batches_with_images_whole(monkeypatch):
+    monkeypatch.setattr(length_buckets, "PASS_OVERHEAD_TOKENS", 0)
+    trainer = mixed_trainer()
+    batch = micro_batch()
+    batch["advantages"] = torch.tensor([0.5, -1.0, 0.0])  # the third row has no signal
+    assert trainer._compute_loss(None, batch).item() == 2.0  # two rows trained, in two passes
+    assert [b["completion_ids"].tolist() for b in trainer.seen] == [[[1]], [[1, 2, 3, 4, 5]]]
+
+    trainer.seen.clear()
+    with_images = {**batch, "pixel_values": torch.zeros(3, 4)}  # one row per patch, not per completion
+    assert trainer._compute_loss(None, with_images).item() == 3.0
+    assert len(trainer.seen) == 1 and trainer.seen[0] is with_images
