@@ -14,20 +14,20 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from rlft.errors import EXIT_USAGE, run_cli
+from rlft.core.errors import EXIT_USAGE, run_cli
 
 STAGES = {
     "sft": ("rlft.sft", "supervised fine-tuning on worked solutions"),
-    "pairs": ("rlft.pairs", "preference pairs sampled from a policy and scored by verifiable rewards"),
+    "pairs": ("rlft.commands.pairs", "preference pairs sampled from a policy and scored by verifiable rewards"),
     "dpo": ("rlft.dpo", "DPO preference tuning"),
     "orpo": ("rlft.orpo", "ORPO preference tuning (no reference model)"),
     "grpo": ("rlft.grpo", "GRPO with verifiable rewards"),
-    "pipeline": ("rlft.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage"),
-    "merge": ("rlft.merge", "fold a run's adapter chain into its base: a plain transformers/vLLM model directory"),
+    "pipeline": ("rlft.commands.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage"),
+    "merge": ("rlft.commands.merge", "fold a run's adapter chain into its base: a plain transformers/vLLM model directory"),
     "eval": ("rlft.eval", "greedy, verifier-scored comparison of models against their base"),
-    "rewards": ("rlft.reward_check", "score literal completions with a recipe's rewards"),
-    "ab": ("rlft.ab", "blind A/B rating page from an eval's samples.jsonl"),
-    "ab-tally": ("rlft.ab:tally_main", "unblind A/B ratings and print win rates"),
+    "rewards": ("rlft.commands.score_samples", "score literal completions with a recipe's rewards"),
+    "ab": ("rlft.commands.ab", "blind A/B rating page from an eval's samples.jsonl"),
+    "ab-tally": ("rlft.commands.ab:tally_main", "unblind A/B ratings and print win rates"),
 }
 
 

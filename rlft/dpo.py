@@ -11,7 +11,7 @@ or plain text; a local file, a hub dataset, or ``pairs.jsonl`` from
 reference model is the policy with its adapter disabled, one copy of the
 model in memory. ``model_name_or_path`` may be an earlier stage's run
 directory (e.g. ``runs/sft``): that model is the starting point and the
-reference (see :mod:`rlft.preference` for how adapters stack).
+reference (see :mod:`rlft.stage.preference` for how adapters stack).
 """
 
 from __future__ import annotations
@@ -19,24 +19,45 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from rlft.errors import run_cli
+from rlft.core.errors import run_cli
+from rlft.stage.preference import PreferenceStage
+
+
+class DPO(PreferenceStage):
+    name = "dpo"
+
+    def config_class(self) -> type:
+        from trl import DPOConfig
+
+        return DPOConfig
+
+    def trainer_class(self) -> type:
+        from trl import DPOTrainer
+
+        return DPOTrainer
+
+    def trainer_kwargs(self, args) -> dict:
+        if args.model.use_peft:
+            return {}  # the reference is the policy with its adapter disabled
+        # Full fine-tuning: a frozen copy of the starting model (TRL's default would reload the raw base).
+        from rlft.core.models import load_model
+
+        return {"ref_model": load_model(args.model.model_name_or_path, args.model.dtype).eval()}
 
 
 def parse(argv: Sequence[str] | None):
-    from trl import DPOConfig
-
-    from rlft.preference import parse_stage
-
-    return parse_stage("dpo", argv, DPOConfig)
+    return DPO().parse(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the DPO stage; returns the manifest written to the output directory."""
-    from trl import DPOConfig, DPOTrainer
+    from rlft.evaluation.closing import closing_text
 
-    from rlft.preference import run_stage
-
-    return run_stage("dpo", DPOTrainer, argv, DPOConfig)
+    stage = DPO()
+    manifest = stage.run(argv)
+    if manifest:
+        print(closing_text(manifest, stage.output_dir))
+    return manifest
 
 
 if __name__ == "__main__":

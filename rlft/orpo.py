@@ -7,7 +7,7 @@
 ORPO needs no reference model: one loss teaches the chosen answer (SFT term)
 and pushes the rejected one down (odds-ratio term, weighted by ``beta``), so
 it can start from the base model directly instead of after an SFT stage.
-Data and chaining as for DPO (:mod:`rlft.dpo`, :mod:`rlft.preference`).
+Data and chaining as for DPO (:mod:`rlft.dpo`, :mod:`rlft.stage.preference`).
 """
 
 from __future__ import annotations
@@ -16,26 +16,38 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rlft.errors import run_cli
+from rlft.core.errors import run_cli
+from rlft.stage.preference import PreferenceStage
+
+
+class ORPO(PreferenceStage):
+    name = "orpo"
+
+    def config_class(self) -> type:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rlft pins TRL and tests ORPO with it
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig
+
+    def trainer_class(self) -> type:
+        from trl.experimental.orpo import ORPOTrainer
+
+        return ORPOTrainer
 
 
 def parse(argv: Sequence[str] | None):
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rlft pins TRL and tests ORPO with it
-    from trl.experimental.orpo import ORPOConfig
-
-    from rlft.preference import parse_stage
-
-    return parse_stage("orpo", argv, ORPOConfig)
+    return ORPO().parse(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the ORPO stage; returns the manifest written to the output directory."""
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    from rlft.evaluation.closing import closing_text
 
-    from rlft.preference import run_stage
-
-    return run_stage("orpo", ORPOTrainer, argv, ORPOConfig)
+    stage = ORPO()
+    manifest = stage.run(argv)
+    if manifest:
+        print(closing_text(manifest, stage.output_dir))
+    return manifest
 
 
 if __name__ == "__main__":

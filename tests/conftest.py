@@ -23,20 +23,20 @@ def run_cmd(args: list[str], timeout: float = 600, env: dict | None = None) -> s
 @pytest.fixture(scope="session")
 def bundled_dir() -> Path:
     """The dequantized bundled model (materialized once per machine, ~40 s the first time)."""
-    from rlft.models import bundled_model_dir
+    from rlft.core.models import bundled_model_dir
 
     return bundled_model_dir()
 
 
 @pytest.fixture(scope="session")
 def bundled_model(bundled_dir):
-    from rlft.models import load_model
+    from rlft.core.models import load_model
 
     return load_model("bundled:smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="session")
 def bundled_tokenizer(bundled_dir):
-    from rlft.models import load_tokenizer
+    from rlft.core.models import load_tokenizer
 
     return load_tokenizer("bundled:smollm2-135m-instruct")

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from rlft import ab
-from rlft.errors import run_cli
+from rlft.commands import ab
+from rlft.core.errors import run_cli
 from tests.conftest import run_cmd
 
 MODELS = ["base", "runs/math-secret-name"]

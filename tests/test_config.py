@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from rlft.config import coerce, parse_recipe
-from rlft.errors import UserError, run_cli
+from rlft.core.errors import UserError, run_cli
+from rlft.core.recipe import coerce, parse_recipe
 from tests.conftest import REPO, run_cmd
 
 RECIPES = sorted((REPO / "recipes").glob("**/*.yaml"))
@@ -133,8 +135,10 @@ def stage_of(recipe: Path) -> str:
 def test_every_recipe_parses_into_its_dataclasses(recipe):
     import importlib
 
+    from rlft.cli import STAGES
+
     stage = stage_of(recipe)
-    module = importlib.import_module(f"rlft.{stage}")
+    module = importlib.import_module(STAGES[stage][0])  # the module `rlft <stage>` runs
     _instances, resolved = module.parse([str(recipe)])
     assert resolved, f"{recipe.name} is empty"
     assert str(recipe.relative_to(REPO)) in recipe.read_text().splitlines()[0]
@@ -184,3 +188,42 @@ def test_console_script_usage():
     assert result.returncode == 2 and "usage: rlft <stage>" in result.stdout
     result = run_cmd(["rlft", "sftt", "recipes/sft.yaml"], timeout=60)
     assert result.returncode == 2 and "unknown stage 'sftt'" in result.stderr
+
+
+@dataclass
+class Renamed:
+    renamed_keys: ClassVar[dict[str, str]] = {"rollout_engine": "engine"}  # not a field
+    engine: str = "hf"
+
+
+def test_a_renamed_key_is_read_under_its_old_name_with_one_deprecation_warning(caplog):
+    from rlft.core.runtime import log_deferred_warnings
+
+    (args,), resolved = parse_recipe([Renamed], ["--rollout_engine", "vllm"])
+    assert args.engine == "vllm" and resolved == {"engine": "vllm"}  # the run's recipe.yaml says the new name
+    with caplog.at_level("WARNING", logger="rlft.core.runtime"):
+        log_deferred_warnings()
+    assert len(caplog.records) == 1
+    assert "'rollout_engine' (on the command line) is now called 'engine'" in caplog.text
+    with pytest.raises(UserError, match="'rollout_engine' and 'engine' .* are the same setting"):
+        parse_recipe([Renamed], ["--rollout_engine", "vllm", "--engine", "hf"])
+
+
+def test_grpo_reads_the_old_engine_name_and_a_refused_run_still_prints_one_line(tmp_path):
+    from rlft import grpo
+    from rlft.rollout.engine import RolloutArguments
+    from rlft.stage.skeleton import StageArgs
+
+    from rlft.core.runtime import log_deferred_warnings
+
+    args = StageArgs(*grpo.parse(["recipes/math.yaml", "--rollout_engine", "hf"]))
+    assert args.get(RolloutArguments).engine == "hf"
+    log_deferred_warnings()  # the queued note is this process's; later tests count their own
+    occupied = tmp_path / "run"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("an earlier run")
+    result = run_cmd([sys.executable, "-m", "rlft.grpo", "recipes/math.yaml", "--rollout_engine", "hf",
+                      "--output_dir", str(occupied)], timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: output_dir {occupied} already holds")
+    assert (occupied / "keep.txt").read_text() == "an earlier run"

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from rlft.arguments import DataArguments
-from rlft.data import for_sft, load_splits, require_columns
-from rlft.errors import UserError
+from rlft.core.arguments import DataArguments
+from rlft.core.data import for_sft, load_splits, require_columns
+from rlft.core.errors import UserError
 
 ROWS = [{"prompt": f"What is {i} + 1?", "answer": str(i + 1), "solution": f"{i} + 1 = {i + 1}."} for i in range(20)]
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from rlft import eval as rlft_eval
-from rlft.evaluation import _rows
-from rlft.metrics import paired_bootstrap, pass_at_k
-from rlft.suite import SUITE, check
+from rlft.evaluation.compare import _rows
+from rlft.evaluation.metrics import paired_bootstrap, pass_at_k
+from rlft.evaluation.suite import SUITE, check
 
 
 @pytest.mark.parametrize(("n", "c", "k", "expected"), [
@@ -112,6 +112,20 @@ def test_eval_base_vs_adapter_writes_report_and_is_byte_identical_on_rerun(train
     html = (first / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2  # accuracy + the run's reward/loss curves
     assert (first / "accuracy.png").read_bytes()[:4] == b"\x89PNG" and "General skills" in html
+
+
+@pytest.mark.slow
+def test_base_alone_means_the_recipes_model(trained, tmp_path):
+    common = [*EVAL, "--engine", "hf", "--general_suite", "false"]
+    alone = rlft_eval.main([*common, "--models", "base", "--output_dir", str(tmp_path / "alone")])
+    assert [r["model"] for r in alone["models"]] == ["base"] and alone["models"][0]["n"] == 12
+    rlft_eval.main([*common, "--models", "base", str(trained), "--output_dir", str(tmp_path / "pair")])
+
+    def base_outputs(run):
+        rows = [json.loads(line) for line in (tmp_path / run / "samples.jsonl").read_text().splitlines()]
+        return [r["outputs"]["base"]["text"] for r in rows]
+
+    assert base_outputs("alone") == base_outputs("pair")  # the bundled model both times: the adapter's base
 
 
 @pytest.mark.slow

@@ -48,7 +48,7 @@ def logged(out) -> list[dict]:
 )
 def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
     out = tmp_path / "run"
-    args = [*TINY, "--output_dir", str(out), "--rollout_engine", engine[0]]
+    args = [*TINY, "--output_dir", str(out), "--engine", engine[0]]
     if len(engine) > 1:
         args += ["--vllm_sync", engine[1]]
     if engine == ["vllm", "merged"]:  # a rerun over an old run: --overwrite must not break TRL's completion logs
@@ -76,7 +76,7 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
 def test_hf_engine_trains_exactly_like_stock_trl(tmp_path, bundled_dir):
     """rlft's trainer layers (zero-advantage skipping, reward guards, atomic checkpoints) change no number.
 
-    Same recipe and seed through ``rlft grpo --rollout_engine hf`` and through plain TRL
+    Same recipe and seed through ``rlft grpo --engine hf`` and through plain TRL
     ``GRPOTrainer`` (tests/bench/stock_trl_grpo.py): TRL's generation draws the same samples,
     so every step's loss and gradient norm and the final adapter must agree.
     """
@@ -84,7 +84,7 @@ def test_hf_engine_trains_exactly_like_stock_trl(tmp_path, bundled_dir):
 
     from tests.bench.stock_trl_grpo import stock_trainer
 
-    args = [*TINY, "--max_steps", "3", "--rollout_engine", "hf", "--eval_before_after", "false"]
+    args = [*TINY, "--max_steps", "3", "--engine", "hf", "--eval_before_after", "false"]
     grpo.main([*args, "--output_dir", str(tmp_path / "rlft")])
     stock = stock_trainer([*args, "--output_dir", str(tmp_path / "stock")])
     stock.train()
@@ -105,7 +105,7 @@ def test_hf_engine_trains_exactly_like_stock_trl(tmp_path, bundled_dir):
 
 def test_full_fine_tuning_runs(tmp_path, bundled_dir):
     out = tmp_path / "full"
-    manifest = grpo.main([*TINY, "--output_dir", str(out), "--rollout_engine", "hf", "--use_peft", "false",
+    manifest = grpo.main([*TINY, "--output_dir", str(out), "--engine", "hf", "--use_peft", "false",
                           "--max_steps", "1", "--learning_rate", "1e-6", "--bf16", "false"])
     assert (out / "model.safetensors").exists() and manifest["results"]["table"][0]["model"] == "base"
 
@@ -137,14 +137,14 @@ TEMPERATURE = 0.8  # the math recipe's: the engine must apply it when sampling, 
 
 
 def make_engine(sync, tokenizer):
-    from rlft.rollout import RolloutArguments, VLLMEngine
+    from rlft.rollout.engine import RolloutArguments, VLLMEngine
 
     cfg = SimpleNamespace(seed=0, per_device_train_batch_size=8, steps_per_generation=1, bf16=False,
                           vllm_gpu_memory_utilization=0.15, temperature=TEMPERATURE,
                           top_p=1.0, top_k=0, max_completion_length=24, repetition_penalty=1.0)
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", chat_template_kwargs=None,
                                  lora_r=8, use_peft=True)
-    args = RolloutArguments(rollout_engine="vllm", vllm_sync=sync, vllm_dtype="float32", vllm_max_model_len=256)
+    args = RolloutArguments(engine="vllm", vllm_sync=sync, vllm_dtype="float32", vllm_max_model_len=256)
     return VLLMEngine(args, cfg, model_args, tokenizer, sync)
 
 
@@ -177,10 +177,7 @@ def test_synced_engine_matches_hf_peft_greedy(sync, policy, bundled_tokenizer):
     engine = make_engine(sync, bundled_tokenizer)
     try:
         before = engine_greedy(engine)
-        trainer = SimpleNamespace(state=SimpleNamespace(global_step=1), model=policy,
-                                  accelerator=SimpleNamespace(unwrap_model=lambda m: m))
-        engine.trainer = trainer
-        engine.sync_weights()
+        engine.sync_weights(policy)
         after = engine_greedy(engine)
         with torch.no_grad():
             expected = hf_greedy(policy, bundled_tokenizer, engine)
@@ -194,9 +191,7 @@ def test_synced_engine_matches_hf_peft_greedy(sync, policy, bundled_tokenizer):
         # a second optimizer step: the merged sync now rewrites its weights file in place
         negate_lora_b(policy)
         try:
-            trainer.state.global_step = 2
-            engine.trainer = trainer  # logprob_agreement's rollout replaced it
-            engine.sync_weights()
+            engine.sync_weights(policy)
             again = engine_greedy(engine)
             with torch.no_grad():
                 expected_again = hf_greedy(policy, bundled_tokenizer, engine)
@@ -255,7 +250,7 @@ def logprob_agreement(engine, policy, tokenizer, group=8):
     ],
 )
 def test_reward_problems_fail_before_training(extra, needle, tmp_path):
-    from rlft.errors import UserError
+    from rlft.core.errors import UserError
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"What is {i}?", "solution": str(i)}) + "\n" for i in range(10)))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlft.importance import vllm_importance_ratio
+from rlft.training.importance import vllm_importance_ratio
 
 TRAINER = torch.tensor([[-1.0, -2.0, -0.5], [-0.1, -0.2, -9.0]])
 ENGINE = torch.tensor([[-1.5, -2.0, -0.5], [-1.2, -1.3, float("nan")]])
@@ -47,7 +47,7 @@ class FixedEngine:
         self.tokenizer, self.trainer, self.logprobs = tokenizer, None, None
 
     def rollout_func(self, prompts, trainer):
-        from rlft.rollout import encode_prompt
+        from rlft.rollout.vllm_runtime import encode_prompt
 
         completions = [self.tokenizer(" apple" * (n + 1), add_special_tokens=False)["input_ids"]
                        for n in range(len(prompts))]  # lengths differ: length_reward spreads, advantages are not 0
@@ -63,8 +63,8 @@ def test_deferred_ratio_gives_trls_loss_with_one_forward_less(tmp_path, bundled_
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from rlft.grpo_trainer import RlftGRPOTrainer
-    from rlft.models import load_model, load_tokenizer
+    from rlft.core.models import load_model, load_tokenizer
+    from rlft.training.grpo_trainer import RlftGRPOTrainer
     from tests.helpers import length_reward
 
     tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")

@@ -48,7 +48,7 @@ def test_launch_configs_are_valid_yaml():
 GRPO_TINY = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
              "--max_completion_length", "16", "--num_train_samples", "32", "--num_test_samples", "4",
              "--eval_before_after", "false", "--save_strategy", "no", "--report_to", "none",
-             "--log_completions", "false", "--rollout_engine", "hf"]
+             "--log_completions", "false", "--engine", "hf"]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import random
 import pytest
 import torch
 
-from rlft import length_buckets
-from rlft.length_buckets import plan_buckets, split_by_length, take_rows
+from rlft.training import length_buckets
+from rlft.training.batch_rows import take_rows
+from rlft.training.length_buckets import plan_buckets, split_by_length
 
 
 def cost(buckets, completion, prompt, overhead):
@@ -74,8 +75,8 @@ def test_buckets_give_trls_loss_and_gradient(tmp_path, monkeypatch):
     from peft import LoraConfig
     from trl import GRPOConfig
 
-    from rlft.grpo_trainer import RlftGRPOTrainer
-    from rlft.models import load_model, load_tokenizer
+    from rlft.core.models import load_model, load_tokenizer
+    from rlft.training.grpo_trainer import RlftGRPOTrainer
     from tests.helpers import length_reward, loss_and_grads
     from tests.test_zero_advantage import TwoGroups
 
@@ -128,7 +129,7 @@ class Recorder:
 def mixed_trainer():
     from collections import defaultdict
 
-    from rlft.zero_advantage import ZeroAdvantageSkipping
+    from rlft.training.zero_advantage import ZeroAdvantageSkipping
 
     class Trainer(ZeroAdvantageSkipping, length_buckets.LengthBuckets, Recorder):
         pass

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlft.merged_weights import MergedWeightsFile, merged_state_dict
+from rlft.rollout.merged_weights import MergedWeightsFile, merged_state_dict
 
 
 def tiny_llama(tie: bool):

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rlft import models
-from rlft.errors import UserError
+from rlft.core import models
+from rlft.core.errors import UserError
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,12 @@ def test_interrupted_materialization_leaves_no_cache(tmp_path, monkeypatch):
 
 
 def test_bundled_model_answers_a_chat_prompt(bundled_model, bundled_tokenizer):
-    from rlft.greedy import greedy_completions
+    from rlft.evaluation.generation import hf_completions
 
     assert type(bundled_model).__name__ == "LlamaForCausalLM"
     assert 130e6 < sum(p.numel() for p in bundled_model.parameters()) < 140e6
-    (out,) = greedy_completions(bundled_model, bundled_tokenizer,
-                                [[{"role": "user", "content": "What is the capital of France?"}]], max_new_tokens=20)
+    (out,) = hf_completions(bundled_model, bundled_tokenizer,
+                            [[{"role": "user", "content": "What is the capital of France?"}]], max_new_tokens=20)
     assert "Paris" in out
 
 
@@ -79,7 +79,7 @@ def test_resolve_errors(tmp_path):
 
 
 def test_chat_template_kwargs_pass_through(bundled_tokenizer):
-    from rlft.greedy import render_prompts
+    from rlft.evaluation.generation import render_prompts
 
     msgs = [[{"role": "user", "content": "hi"}]]
     plain = render_prompts(bundled_tokenizer, msgs)[0]

@@ -7,9 +7,10 @@ import os
 
 import pytest
 
-from rlft import grpo, runtime
-from rlft.rollout import engine_dtype
-from rlft.stage import StageRun
+from rlft import grpo
+from rlft.core import runtime
+from rlft.rollout.vllm_runtime import engine_dtype
+from rlft.stage.run import StageRun
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def fast_bf16(monkeypatch):
 
 def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as `accelerate launch --config_file launch/zero2.yaml` sets
-    caplog.set_level(logging.WARNING, logger="rlft.runtime")
+    caplog.set_level(logging.WARNING, logger="rlft.core.runtime")
     (*_, run, cfg), recipe = grpo.parse(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path / "run")])
     assert cfg.bf16 is False and recipe["bf16"] is True  # the recipe on disk and in the manifest keeps asking
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"  # or DeepSpeed gets a bf16 config and refuses

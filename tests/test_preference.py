@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlft.errors import UserError, run_cli
-from rlft.pairs import PairsArguments, build_pairs, weighted_scores
+from rlft.commands.pairs import PairsArguments, build_pairs, weighted_scores
+from rlft.core.errors import UserError, run_cli
 
 ROWS = [{"prompt": "What is 2 + 2?", "answer": "4"}, {"prompt": "What is 3 + 5?", "answer": "8"},
         {"prompt": "What is 9 - 1?", "answer": "8"}]
@@ -84,7 +84,7 @@ def logged(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory, bundled_dir):
-    from rlft import pairs
+    from rlft.commands import pairs
 
     out = tmp_path_factory.mktemp("pairs") / "run"
     pairs.main(["recipes/pairs.yaml", "--output_dir", str(out), *PAIRS_FAST])
@@ -93,7 +93,7 @@ def pairs_file(tmp_path_factory, bundled_dir):
 
 @pytest.mark.slow
 def test_pairs_are_deterministic_for_a_seed_and_chosen_beats_rejected(pairs_file, tmp_path):
-    from rlft import pairs
+    from rlft.commands import pairs
 
     again = tmp_path / "again"
     manifest = pairs.main(["recipes/pairs.yaml", "--output_dir", str(again), *PAIRS_FAST])
@@ -108,7 +108,8 @@ def test_pairs_are_deterministic_for_a_seed_and_chosen_beats_rejected(pairs_file
 def test_dpo_trains_with_lora_and_one_model_in_memory(pairs_file, tmp_path, monkeypatch):
     from transformers import PreTrainedModel
 
-    from rlft import dpo, models
+    from rlft import dpo
+    from rlft.core import models
 
     loads = []  # every model load goes through PreTrainedModel.from_pretrained (Auto classes and TRL's too)
     original = PreTrainedModel.from_pretrained.__func__
@@ -153,7 +154,8 @@ def test_preference_data_without_a_rejected_column_is_one_line_exit_2(tmp_path, 
 
 @pytest.mark.slow
 def test_orpo_trains_from_the_base_model(pairs_file, tmp_path):
-    from rlft import models, orpo
+    from rlft import orpo
+    from rlft.core import models
 
     out = tmp_path / "orpo"
     manifest = orpo.main(["recipes/orpo.yaml", "--output_dir", str(out), "--dataset_name", str(pairs_file),
@@ -167,7 +169,9 @@ def test_orpo_trains_from_the_base_model(pairs_file, tmp_path):
 @pytest.mark.slow
 def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     """DPO starts from (and is referenced to) the SFT model; GRPO and its vLLM engine start from the DPO chain."""
-    from rlft import dpo, grpo, merge, models, sft
+    from rlft import dpo, grpo, sft
+    from rlft.commands import merge
+    from rlft.core import models
 
     sft_dir, dpo_dir, grpo_dir = tmp_path / "sft", tmp_path / "dpo", tmp_path / "grpo"
     sft.main(["recipes/sft.yaml", "--output_dir", str(sft_dir), "--num_train_samples", "8", "--num_test_samples", "2",
@@ -183,7 +187,7 @@ def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     from tests.test_grpo import TINY
 
     manifest = grpo.main([*TINY, "--output_dir", str(grpo_dir), "--model_name_or_path", str(dpo_dir),
-                          "--rollout_engine", "vllm", "--max_steps", "1"])
+                          "--engine", "vllm", "--max_steps", "1"])
     assert manifest["results"]["rollout"]["engine"] == "vllm", "the vLLM engine must accept the DPO chain"
     assert [Path(a).name for a in models.resolve_model(str(grpo_dir)).adapters] == ["sft", "dpo", "grpo"]
     assert type(models.load_model(str(grpo_dir))).__name__ == "LlamaForCausalLM"
@@ -207,7 +211,7 @@ def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
 
 
 def test_pipeline_checks_every_stage_before_running_any(tmp_path):
-    from rlft import pipeline
+    from rlft.commands import pipeline
 
     recipe = tmp_path / "p.yaml"
     recipe.write_text("output_dir: {}\nstages:\n  sft: {{recipe: recipes/sft.yaml, overrides: {{max_steps: 1}}}}\n"

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from rlft import grpo, sft
-from rlft.errors import UserError, run_cli
-from rlft.guards import TrainingHalted
-from rlft.run_dir import RunArguments, check_output_dir, complete_checkpoints
+from rlft.core.errors import UserError, run_cli
+from rlft.core.run_dir import RunArguments, check_output_dir, complete_checkpoints
+from rlft.stage.training_guards import TrainingHalted
 from tests.conftest import REPO, run_cmd
 
 SFT_TINY = ["recipes/sft.yaml", "--num_train_samples", "48", "--num_test_samples", "4",
@@ -28,7 +28,7 @@ SFT_TINY = ["recipes/sft.yaml", "--num_train_samples", "48", "--num_test_samples
 GRPO_TINY = ["recipes/math.yaml", "--per_device_train_batch_size", "8", "--num_generations", "4",
              "--max_completion_length", "12", "--num_train_samples", "32", "--num_test_samples", "4",
              "--eval_before_after", "false", "--report_to", "none", "--log_completions", "false",
-             "--rollout_engine", "hf", "--reward_funcs", "[accuracy, tests.helpers:length_reward]",
+             "--engine", "hf", "--reward_funcs", "[accuracy, tests.helpers:length_reward]",
              "--reward_weights", "[1.0, 1.0]"]
 
 
@@ -336,11 +336,11 @@ def test_hostile_completions_are_parsed_never_executed(tmp_path):
 def test_guard_warns_on_a_dead_reward_signal_and_a_runaway_kl(caplog):
     from types import SimpleNamespace
 
-    from rlft.guards import TrainingGuard
+    from rlft.stage.training_guards import TrainingGuard
 
     guard = TrainingGuard(zero_spread_steps=3, kl_warn=1.0)
     control = SimpleNamespace(should_training_stop=False, should_save=False)
-    with caplog.at_level("WARNING", logger="rlft.guards"):
+    with caplog.at_level("WARNING", logger="rlft.stage.training_guards"):
         for step, spread in enumerate([1.0, 1.0, 0.5, 1.0, 1.0], start=1):  # the streak breaks at step 3
             guard.on_log(None, SimpleNamespace(global_step=step), control, logs={"frac_reward_zero_std": spread})
         assert "no learning signal" not in caplog.text
@@ -365,7 +365,7 @@ def test_reaper_stops_the_engine_processes_and_scratch_of_a_sigkilled_trainer(tm
     script.write_text(
         "import subprocess, sys, time\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from rlft.reaper import start_reaper\n"
+        "from rlft.rollout.reaper import start_reaper\n"
         f"engine = subprocess.Popen(['sleep', '600']); open({str(scratch / 'model.safetensors')!r}, 'w').close()\n"
         f"start_reaper([engine.pid], [{str(scratch)!r}])\n"
         "print(engine.pid, flush=True); time.sleep(600)\n"
@@ -385,7 +385,7 @@ def test_reaper_stops_the_engine_processes_and_scratch_of_a_sigkilled_trainer(tm
 def test_reward_workers_that_cannot_start_stop_the_run_even_when_skipping():
     """Skipping is for a bad sample; with the verification pool down nothing could be scored, so it stops."""
     from rewards.timeouts import WorkersFailed
-    from rlft.guards import RewardFailure, guard_rewards
+    from rlft.stage.training_guards import RewardFailure, guard_rewards
 
     def pool_down(completions, **kw):
         raise WorkersFailed("the reward verification workers could not start")
@@ -405,12 +405,12 @@ def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_pat
     """SIGTERM runs rlft's shutdown; SIGKILL (the OOM killer) runs nothing, and the reaper cleans up."""
     import psutil
 
-    from rlft.rollout import _fast_tmp
+    from rlft.rollout.vllm_runtime import scratch_dir
 
-    scratch_root = Path(_fast_tmp() or tempfile.gettempdir())
+    scratch_root = Path(scratch_dir() or tempfile.gettempdir())
     scratch_before = set(scratch_root.glob("rlft-vllm-*"))
     out = tmp_path / "killed"
-    proc = _start(["-m", "rlft.grpo", *GRPO_TINY, "--rollout_engine", "vllm", "--max_steps", "50",
+    proc = _start(["-m", "rlft.grpo", *GRPO_TINY, "--engine", "vllm", "--max_steps", "50",
                    "--save_strategy", "steps", "--save_steps", "1", "--vllm_gpu_memory_utilization", "0.15",
                    "--vllm_max_model_len", "256", "--output_dir", str(out)])
     deadline = time.monotonic() + 600

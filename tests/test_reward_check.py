@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rlft import reward_check
+from rlft.commands import score_samples
 from tests.conftest import run_cmd
 
 RECIPE = """# rlft grpo recipes/x.yaml
@@ -29,7 +29,7 @@ def write(tmp_path):
 
 def test_scores_every_sample_with_every_reward(tmp_path, capsys):
     recipe, samples = write(tmp_path)
-    results = reward_check.main([recipe, "--samples", samples])
+    results = score_samples.main([recipe, "--samples", samples])
     assert [r["scores"]["accuracy"] for r in results] == [1.0, 0.0, None]
     assert [r["scores"]["answer_format"] for r in results] == [1.0, 0.0, 1.0]
     assert [r["total"] for r in results] == [1.5, 0.0, 0.5]  # None rewards are left out of the total

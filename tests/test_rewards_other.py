@@ -259,7 +259,7 @@ def test_script_without_main_guard_gets_a_clear_error(tmp_path):
 
     body = """
         from rewards.timeouts import refuse_in_worker_bootstrap, run_with_timeout
-        refuse_in_worker_bootstrap("a model")  # what rlft.models.load_model does first
+        refuse_in_worker_bootstrap("a model")  # what rlft.core.models.load_model does first
         print(run_with_timeout(pow, [(2, 10)], timeout=5.0))
     """
     head = f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"

@@ -24,11 +24,13 @@ def sft_run(tmp_path_factory, bundled_dir):
 
 
 def test_prompt_tokens_are_masked(bundled_tokenizer, bundled_dir, tmp_path):
-    from rlft import data
+    from rlft.core import data
+    from rlft.core.models import load_model
+    from rlft.stage.skeleton import StageArgs
 
-    (data_args, _, model_args, _, cfg), _ = sft.parse(["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST])
-    splits = data.load_splits(data_args, seed=cfg.seed)
-    trainer = sft.build_trainer(cfg, model_args, data_args, splits["train"], bundled_tokenizer)
+    args = StageArgs(*sft.parse(["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST]))
+    splits = data.load_splits(args.data, seed=args.train.seed)
+    trainer = sft.SFT().build_trainer(args, splits, bundled_tokenizer, load_model(args.model.model_name_or_path))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     for row, ids, labels in zip(splits["train"].select(range(2)), batch["input_ids"], batch["labels"]):
         trained = bundled_tokenizer.decode(ids[labels != -100])
@@ -38,8 +40,9 @@ def test_prompt_tokens_are_masked(bundled_tokenizer, bundled_dir, tmp_path):
 
 
 def test_chat_template_kwargs_reach_training(bundled_dir, tmp_path):
-    from rlft import data
-    from rlft.models import load_tokenizer
+    from rlft.core import data
+    from rlft.core.models import load_model, load_tokenizer
+    from rlft.stage.skeleton import StageArgs
 
     tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
     tokenizer.chat_template = (
@@ -47,9 +50,9 @@ def test_chat_template_kwargs_reach_training(bundled_dir, tmp_path):
         "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
     )
     argv = ["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST, "--chat_template_kwargs", "{greeting: true}"]
-    (data_args, _, model_args, _, cfg), _ = sft.parse(argv)
-    splits = data.load_splits(data_args, seed=cfg.seed)
-    trainer = sft.build_trainer(cfg, model_args, data_args, splits["train"], tokenizer)
+    args = StageArgs(*sft.parse(argv))
+    splits = data.load_splits(args.data, seed=args.train.seed)
+    trainer = sft.SFT().build_trainer(args, splits, tokenizer, load_model(args.model.model_name_or_path))
     assert tokenizer.decode(trainer.train_dataset[0]["input_ids"]).startswith("HELLO user:")
 
 
@@ -91,7 +94,7 @@ def test_saved_adapter_loads_with_peft_and_generates(sft_run, bundled_dir):
     gen = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert gen.shape[1] > ids["input_ids"].shape[1]
     # and through rlft's own resolution: the run directory is a model name
-    from rlft.models import load_model, resolve_model
+    from rlft.core.models import load_model, resolve_model
 
     assert resolve_model(str(out)).base == str(bundled_dir)
     merged = load_model(str(out))

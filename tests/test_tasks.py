@@ -9,8 +9,8 @@ import re
 import pytest
 
 from rewards import extract_answer, is_equivalent
-from rlft.errors import UserError
-from rlft.tasks import generate
+from rlft.core.errors import UserError
+from rlft.core.tasks import generate
 
 OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
 

@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from rlft.zero_advantage import drop_zero_advantage_rows, why_not_exact
+from rlft.training.batch_rows import why_not_exact
+from rlft.training.zero_advantage import drop_zero_advantage_rows
 
 
 def batch(advantages, mask):
@@ -64,7 +65,7 @@ class TwoGroups:
         self.tokenizer, self.trainer = tokenizer, None
 
     def rollout_func(self, prompts, trainer):
-        from rlft.rollout import encode_prompt
+        from rlft.rollout.vllm_runtime import encode_prompt
 
         lengths = [1, 2, 3, 4, 7, 7, 7, 7]
         completions = [self.tokenizer(" apple" * n, add_special_tokens=False)["input_ids"] for n in lengths]
@@ -81,8 +82,8 @@ def test_skipping_gives_trls_loss_and_gradient_from_the_rows_with_signal(tmp_pat
     from peft import LoraConfig
     from trl import GRPOConfig
 
-    from rlft.grpo_trainer import RlftGRPOTrainer
-    from rlft.models import load_model, load_tokenizer
+    from rlft.core.models import load_model, load_tokenizer
+    from rlft.training.grpo_trainer import RlftGRPOTrainer
     from tests.helpers import length_reward, loss_and_grads
 
     tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
@@ -114,7 +115,7 @@ def test_skipping_gives_trls_loss_and_gradient_from_the_rows_with_signal(tmp_pat
         assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-8), name
     assert trainer._metrics["train"]["zero_advantage/skipped"][-1] == 0.5
 
-    caplog.set_level(logging.INFO, logger="rlft.zero_advantage")
+    caplog.set_level(logging.INFO, logger="rlft.training.zero_advantage")
     trainer.loss_type = "grpo"
     trainer.enable_zero_advantage_skipping(True)
     assert not trainer.skip_zero_advantage and "skip_zero_advantage: off, loss_type 'grpo'" in caplog.text

@@ -48,8 +48,10 @@ def evaluate(recipe: str, models: dict[str, str | None]) -> dict[str, dict]:
     import torch
     from peft import PeftModel
 
-    from rlft import data, greedy
-    from rlft import models as rlft_models
+    from rlft.core import data
+    from rlft.core import models as rlft_models
+    from rlft.evaluation.generation import hf_completions
+    from rlft.evaluation.scoring import score
     from rlft.grpo import parse
 
     (data_args, eval_args, model_args, *_, cfg), _ = parse([recipe])
@@ -63,10 +65,10 @@ def evaluate(recipe: str, models: dict[str, str | None]) -> dict[str, dict]:
         if adapter:
             model = PeftModel.from_pretrained(model, adapter)
         torch.manual_seed(0)
-        texts = greedy.greedy_completions(model, tokenizer, prompts, max_new_tokens=eval_args.eval_max_new_tokens,
+        texts = hf_completions(model, tokenizer, prompts, max_new_tokens=eval_args.eval_max_new_tokens,
                                           batch_size=eval_args.eval_batch_size,
                                           chat_template_kwargs=model_args.chat_template_kwargs)
-        out[name] = greedy.score(texts, answers)
+        out[name] = score(texts, answers)
         print(name, out[name], flush=True)
     return out
 

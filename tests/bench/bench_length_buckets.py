@@ -44,7 +44,7 @@ def micro_batches(frame, tokenizer, rows_per_batch: int, seed: int) -> list[dict
     """TRL-shaped micro-batches (left-padded prompts, right-padded completions) of one logged step."""
     import torch
 
-    from rlft.rollout import encode_prompt
+    from rlft.rollout.vllm_runtime import encode_prompt
 
     rows = []
     for prompt, completion, advantage in zip(frame.prompt, frame.completion, frame.advantage):
@@ -74,10 +74,10 @@ def build_trainer(recipe: str, tokenizer):
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from rlft.arguments import ModelArguments
-    from rlft.config import load_recipe_file
-    from rlft.grpo_trainer import RlftGRPOTrainer
-    from rlft.models import load_model, lora_config
+    from rlft.core.arguments import ModelArguments
+    from rlft.core.models import load_model, lora_config
+    from rlft.core.recipe import load_recipe_file
+    from rlft.training.grpo_trainer import RlftGRPOTrainer
 
     values = load_recipe_file(recipe)
     model_args = ModelArguments(**{k: values[k] for k in ("model_name_or_path", "lora_r", "lora_alpha",
@@ -99,8 +99,8 @@ def timed_pass(trainer, batch: dict, buckets: bool) -> tuple[float, int]:
     """Seconds for one micro-batch's loss and backward, and the tokens its passes held."""
     import torch
 
-    from rlft.length_buckets import split_by_length
-    from rlft.zero_advantage import drop_zero_advantage_rows
+    from rlft.training.length_buckets import split_by_length
+    from rlft.training.zero_advantage import drop_zero_advantage_rows
 
     kept = drop_zero_advantage_rows(dict(batch))
     passes = split_by_length(kept) if buckets else [kept]
@@ -123,8 +123,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     args = parser.parse_args()
 
-    from rlft.config import load_recipe_file
-    from rlft.models import load_tokenizer
+    from rlft.core.models import load_tokenizer
+    from rlft.core.recipe import load_recipe_file
 
     steps = load_steps(args.run, args.steps)
     tokenizer = load_tokenizer(load_recipe_file(args.recipe)["model_name_or_path"])

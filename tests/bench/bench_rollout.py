@@ -6,7 +6,7 @@
 The bundled model with a LoRA adapter (r=16, all linear layers) in the dtype
 ``recipes/math.yaml`` trains in here (``--dtype auto``: float32 where the recipe
 says ``bf16: false``; with ``bf16: true``, bf16 where it is fast, as
-:func:`rlft.runtime.cpu_precision`), the math recipe's prompts and sampling
+:func:`rlft.core.runtime.cpu_precision`), the math recipe's prompts and sampling
 settings. The prompts are generated in rounds of ``--per-round`` prompts x
 ``--generations`` completions (default: the recipe's prompts per optimizer
 step, which TRL generates in one call), as GRPO steps would ask for them;
@@ -40,8 +40,8 @@ def setup(args: argparse.Namespace):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from rlft import models, tasks
-    from rlft.config import load_recipe_file
+    from rlft.core import models, tasks
+    from rlft.core.recipe import load_recipe_file
 
     torch.manual_seed(0)
     tokenizer = models.load_tokenizer("bundled:smollm2-135m-instruct")
@@ -61,8 +61,8 @@ def recipe_defaults(recipe: str) -> tuple[str, int]:
         >>> recipe_defaults("recipes/math.yaml")[1]
         8
     """
-    from rlft.config import load_recipe_file
-    from rlft.rollout import engine_dtype
+    from rlft.core.recipe import load_recipe_file
+    from rlft.rollout.vllm_runtime import engine_dtype
 
     values = load_recipe_file(ROOT / recipe)
     dtype = engine_dtype("auto", prefer_bf16=bool(values.get("bf16", False)))  # "auto" on GPU: bf16 there
@@ -104,7 +104,7 @@ def run_hf(args: argparse.Namespace) -> dict:
 
 
 def run_vllm(args: argparse.Namespace, sync: str) -> dict:
-    from rlft.rollout import RolloutArguments, VLLMEngine
+    from rlft.rollout.engine import RolloutArguments, VLLMEngine
 
     tokenizer, model, rounds = setup(args)
     cfg = SimpleNamespace(seed=0, vllm_gpu_memory_utilization=0.15, per_device_train_batch_size=args.per_round
@@ -113,17 +113,14 @@ def run_vllm(args: argparse.Namespace, sync: str) -> dict:
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", lora_r=16,
                                  chat_template_kwargs=None)
     start = time.perf_counter()
-    engine = VLLMEngine(RolloutArguments(rollout_engine="vllm"), cfg, model_args, tokenizer, sync)
+    engine = VLLMEngine(RolloutArguments(engine="vllm"), cfg, model_args, tokenizer, sync)
     started = time.perf_counter() - start
-    trainer = SimpleNamespace(state=SimpleNamespace(global_step=0), model=model, num_generations=args.generations,
-                              accelerator=SimpleNamespace(unwrap_model=lambda m: m))
-    engine.trainer = trainer
+    trainer = SimpleNamespace(model=model, num_generations=args.generations)  # what rollout_func reads
     tokens, seconds = 0, []
     for batch in rounds:
         perturb(model)
-        trainer.state.global_step += 1
         begin = time.perf_counter()
-        engine.sync_weights()
+        engine.sync_weights(model)
         out = engine.rollout_func([p for p in batch for _ in range(args.generations)], trainer)
         tokens += sum(len(ids) for ids in out["completion_ids"])
         seconds.append(time.perf_counter() - begin)

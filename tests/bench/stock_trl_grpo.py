@@ -55,7 +55,7 @@ def stock_trainer(recipe_argv: list[str], callbacks: list | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import GRPOTrainer
 
-    from rlft import data, models
+    from rlft.core import data, models
     from rlft.grpo import parse
 
     (data_args, _eval, model_args, reward_args, *_, cfg), _ = parse(recipe_argv)

@@ -1,0 +1,1 @@
+"""The ``rlft`` subcommands that are not training stages: pairs, pipeline, merge, rewards (score_samples), ab."""

@@ -1,0 +1,209 @@
+"""One command for a chain of stages, then one evaluation of every stage's model.
+
+    rlft pipeline recipes/pipeline.yaml [--overwrite]
+    make pipeline
+
+The recipe lists ``stages`` in order, each with the stage's own recipe and
+overrides; ``@name`` in an override means that stage's output directory
+(``model_name_or_path: "@sft"``, ``dataset_name: "@pairs/pairs.jsonl"``).
+Each stage runs as its own process (``python -m rlft.<stage>``), with its
+output in ``<output_dir>/<name>``, so one stage's memory is gone before the
+next starts. Then ``rlft eval`` compares the listed models on the same
+held-out split with the same verifier, and the pipeline prints the wall
+time of every stage next to the evaluation table.
+
+Rerunning skips stages whose directory already holds a complete run, and
+resumes an interrupted stage from its last complete checkpoint (a failed
+or interrupted pipeline continues where it stopped); ``--overwrite`` starts
+every stage over.
+
+Example:
+    >>> substitute({"model_name_or_path": "@sft", "x": ["@pairs/p.jsonl", 1]}, "runs/p")
+    {'model_name_or_path': 'runs/p/sft', 'x': ['runs/p/pairs/p.jsonl', 1]}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlft.core.errors import UserError, run_cli
+
+logger = logging.getLogger("rlft.commands.pipeline")
+
+MODULES = {"sft": "rlft.sft", "pairs": "rlft.commands.pairs", "dpo": "rlft.dpo", "orpo": "rlft.orpo", "grpo": "rlft.grpo"}
+
+
+@dataclass
+class PipelineArguments:
+    """The stages to chain and the evaluation that ends the pipeline."""
+
+    output_dir: str = field(default="runs/pipeline", metadata={"help": "Each stage writes <output_dir>/<name>."})
+    stages: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"help": "name: {recipe: path, stage: sft|pairs|dpo|orpo|grpo (default: name), overrides: {...}}"},
+    )
+    evaluation: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "{recipe: path, models: [base, '@sft', ...], overrides: {...}}"},
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Run every stage again from scratch."})
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise UserError("pipeline has no stages; list them under stages: (name: {recipe: ..., overrides: ...})")
+        for name, spec in self.stages.items():
+            kind = spec.get("stage", name)
+            if kind not in MODULES:
+                raise UserError(f"pipeline stage {name!r}: unknown stage {kind!r}; use one of {', '.join(MODULES)}")
+            unknown = set(spec) - {"stage", "recipe", "overrides"}
+            if unknown:
+                raise UserError(f"pipeline stage {name!r}: unknown key(s) {', '.join(sorted(unknown))} "
+                                "(a stage has recipe, stage and overrides)")
+            if not Path(spec.get("recipe", "")).is_file():
+                raise UserError(f"pipeline stage {name!r}: recipe file not found: {spec.get('recipe')!r}")
+        if self.evaluation and not Path(self.evaluation.get("recipe", "")).is_file():
+            raise UserError(f"pipeline evaluation: recipe file not found: {self.evaluation.get('recipe')!r}")
+
+
+def substitute(value: Any, output_dir: str) -> Any:
+    """``@name`` -> ``<output_dir>/name`` in strings, lists and mappings."""
+    if isinstance(value, str):
+        return re.sub(r"^@", f"{output_dir}/", value)
+    if isinstance(value, list):
+        return [substitute(v, output_dir) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, output_dir) for k, v in value.items()}
+    return value
+
+
+def as_flags(overrides: dict[str, Any]) -> list[str]:
+    """``{key: value}`` as ``--key value`` (lists and mappings as JSON, which the recipe parser reads).
+
+    Example:
+        >>> as_flags({"max_steps": 5, "models": ["base", "runs/a"]})
+        ['--max_steps', '5', '--models', '["base", "runs/a"]']
+    """
+    flags = []
+    for key, value in overrides.items():
+        text = json.dumps(value) if isinstance(value, list | dict | bool) or value is None else str(value)
+        flags += [f"--{key}", text]
+    return flags
+
+
+def run_step(name: str, module: str, recipe: str, flags: list[str]) -> float:
+    """Run one stage as ``python -m module``; returns its wall seconds (one-line error if it fails)."""
+    cmd = [sys.executable, "-m", module, recipe, *flags]
+    logger.info("stage %s: %s", name, " ".join(cmd[2:]))
+    start = time.monotonic()
+    code = subprocess.call(cmd)
+    if code != 0:
+        raise UserError(f"stage {name} failed (exit code {code}; its messages are above); finished stages are kept: "
+                        "fix the cause and rerun the same command to continue")
+    return time.monotonic() - start
+
+
+def completed(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a finished stage (manifest status ``complete``)."""
+    from rlft.core.manifest import read_manifest
+
+    return read_manifest(run_dir).get("status") == "complete"
+
+
+def parse(argv: Sequence[str] | None):
+    from rlft.core.recipe import parse_recipe
+
+    return parse_recipe([PipelineArguments], argv, prog="rlft pipeline")
+
+
+def check_stages(args: PipelineArguments) -> None:
+    """Parse every stage's recipe with its overrides before anything runs: a typo fails now, not after SFT."""
+    import importlib
+
+    from rlft.core.errors import one_line
+
+    steps = [(name, MODULES[spec.get("stage", name)], spec["recipe"], spec.get("overrides") or {})
+             for name, spec in args.stages.items()]
+    if args.evaluation:
+        spec = args.evaluation
+        steps.append(("evaluation", "rlft.eval", spec["recipe"],
+                      {**(spec.get("overrides") or {}), "models": spec.get("models") or ["base"]}))
+    quiet = logging.getLogger("rlft.core.runtime")  # each stage warns about precision itself when it runs
+    quiet.disabled = True
+    try:
+        for name, module, recipe, overrides in steps:
+            try:
+                importlib.import_module(module).parse([recipe, *as_flags(substitute(overrides, args.output_dir))])
+            except UserError as err:
+                raise UserError(f"pipeline stage {name!r}: {one_line(str(err))}") from None
+    finally:
+        quiet.disabled = False
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the pipeline; returns its summary (also written to ``<output_dir>/pipeline.json``)."""
+    from rlft.core.files import write_atomic
+    from rlft.core.run_dir import complete_checkpoints
+    from rlft.core.runtime import setup_logging
+
+    (args,), _ = parse(argv)
+    setup_logging("info")
+    check_stages(args)
+    out = args.output_dir
+    summary: dict[str, Any] = {"stages": {}}
+    for name, spec in args.stages.items():
+        run_dir = Path(out) / name
+        if completed(run_dir) and not args.overwrite:
+            logger.info("stage %s: %s already holds a complete run; skipping", name, run_dir)
+            summary["stages"][name] = {"seconds": None, "skipped": True}
+            continue
+        flags = as_flags(substitute(spec.get("overrides") or {}, out)) + ["--output_dir", str(run_dir)]
+        if args.overwrite:
+            flags.append("--overwrite")
+        elif run_dir.exists():  # an unfinished stage of this pipeline: resume from its checkpoint, else redo it
+            flags.append("--resume" if complete_checkpoints(run_dir) else "--overwrite")
+        seconds = run_step(name, MODULES[spec.get("stage", name)], spec["recipe"], flags)
+        summary["stages"][name] = {"seconds": round(seconds, 1)}
+    if args.evaluation:
+        spec = args.evaluation
+        overrides = {**(spec.get("overrides") or {}), "models": spec.get("models") or ["base"]}
+        flags = as_flags(substitute(overrides, out)) + ["--output_dir", f"{out}/eval", "--overwrite"]
+        seconds = run_step("eval", "rlft.eval", spec["recipe"], flags)
+        summary["stages"]["eval"] = {"seconds": round(seconds, 1)}
+        summary["evaluation"] = json.loads(Path(f"{out}/eval/results.json").read_text())
+    write_atomic(Path(out) / "pipeline.json", json.dumps(summary, indent=2))
+    print(format_summary(summary))
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Wall time per stage, then each model's accuracy and change from the base.
+
+    Example:
+        >>> print(format_summary({"stages": {"sft": {"seconds": 61.0}, "dpo": {"seconds": None, "skipped": True}}}))
+        stage   wall time
+        sft     1m01s
+        dpo     skipped (already complete)
+    """
+    lines = ["stage   wall time"]
+    for name, info in summary["stages"].items():
+        if info.get("skipped"):
+            lines.append(f"{name:<7} skipped (already complete)")
+        else:
+            minutes, seconds = divmod(round(info["seconds"]), 60)
+            lines.append(f"{name:<7} {minutes}m{seconds:02d}s")
+    table = (summary.get("evaluation") or {}).get("table")
+    if table:
+        lines += ["", table]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

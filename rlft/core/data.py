@@ -1,0 +1,191 @@
+"""Datasets for every stage: local files, hub datasets and built-in task generators.
+
+``dataset_name`` selects the source:
+
+- ``task:arithmetic`` / ``task:word_problems``: generated offline (see :mod:`rlft.core.tasks`),
+- a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file (or a directory of them),
+- anything else: a hub dataset id (with ``dataset_config``), loaded through ``datasets``.
+
+Every source is turned into a ``DatasetDict`` with ``train`` and ``test``
+splits. A source without a test split is split once with ``test_size`` and the
+run's seed. Stages then ask for the columns they need through
+:func:`require_columns`, which fails with one line listing the columns there are.
+
+Example:
+    >>> from rlft.core.arguments import DataArguments
+    >>> splits = load_splits(DataArguments(dataset_name="task:arithmetic",
+    ...                                    num_train_samples=8, num_test_samples=4))
+    >>> len(splits["train"]), len(splits["test"])
+    (8, 4)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rlft.core.arguments import DataArguments
+from rlft.core.errors import UserError, one_line
+
+logger = logging.getLogger(__name__)
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _task_splits(args: DataArguments, seed: int):
+    from datasets import Dataset, DatasetDict
+
+    from rlft.core import tasks
+
+    name = args.dataset_name.removeprefix("task:")
+    kwargs = dict(args.task_kwargs or {})
+    train = tasks.generate(name, "train", args.num_train_samples or 2000, seed=seed, **kwargs)
+    test = tasks.generate(name, "test", args.num_test_samples or 200, seed=seed, **kwargs)
+    return DatasetDict(train=Dataset.from_list(train), test=Dataset.from_list(test))
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        Path(name).suffix.lower() in FILE_BUILDERS
+        or name.startswith((".", "/", "~"))
+        or Path(name).expanduser().exists()
+    )
+
+
+def _file_splits(args: DataArguments):
+    from datasets import load_dataset
+
+    path = Path(args.dataset_name).expanduser()
+    if not path.exists():
+        raise UserError(f"dataset file not found: {path}")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FILE_BUILDERS) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"no .jsonl/.json/.csv/.parquet files in dataset directory {path}")
+    builder = FILE_BUILDERS.get(files[0].suffix.lower())
+    if builder is None:
+        raise UserError(f"unsupported dataset file type {path.suffix!r}; use {', '.join(FILE_BUILDERS)}")
+    try:
+        return load_dataset(builder, data_files=[str(f) for f in files])
+    except Exception as err:  # noqa: BLE001 - datasets raises many types for malformed files
+        raise UserError(f"cannot read dataset {path}: {one_line(str(err))[:300]}") from None
+
+
+def _hub_splits(args: DataArguments):
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(args.dataset_name, args.dataset_config)
+    except Exception as err:  # noqa: BLE001 - offline, missing, gated: all end the run the same way
+        raise UserError(
+            f"cannot load dataset {args.dataset_name!r}: {one_line(str(err))[:300]} "
+            "(for a local file give its path; for a built-in task use task:arithmetic or task:word_problems)"
+        ) from None
+
+
+def load_splits(args: DataArguments, seed: int = 42):
+    """Load ``args.dataset_name`` into a ``DatasetDict`` with ``train`` and ``test`` splits.
+
+    Example:
+        >>> load_splits(DataArguments(dataset_name="data/train.jsonl"))  # doctest: +SKIP
+        DatasetDict({train: ..., test: ...})
+    """
+    from datasets import DatasetDict
+
+    name = args.dataset_name
+    if name.startswith("task:"):
+        return _task_splits(args, seed)
+    raw = _file_splits(args) if _looks_like_path(name) else _hub_splits(args)
+    train_name, test_name = args.dataset_train_split, args.dataset_test_split
+    if train_name not in raw:
+        raise UserError(
+            f"dataset {name!r} has no split {train_name!r}; it has {', '.join(raw)} "
+            "(set dataset_train_split)"
+        )
+    train = raw[train_name]
+    if test_name and test_name in raw:
+        test = raw[test_name]
+    else:
+        if len(train) < 2:
+            raise UserError(f"dataset {name!r} has {len(train)} row(s); need at least 2 to hold out a test split")
+        parts = train.train_test_split(test_size=args.test_size, seed=seed)
+        train, test = parts["train"], parts["test"]
+        logger.info("dataset %s has no %r split: held out %d rows for testing", name, test_name, len(test))
+    if args.num_train_samples:
+        train = train.select(range(min(args.num_train_samples, len(train))))
+    if args.num_test_samples:
+        test = test.select(range(min(args.num_test_samples, len(test))))
+    if args.prompt_column:
+        train, test = (with_prompts(split, args.prompt_column, args.prompt_instruction) for split in (train, test))
+    return DatasetDict(train=train, test=test)
+
+
+def with_prompts(dataset: Any, column: str, instruction: str | None = None) -> Any:
+    """Add a chat ``prompt`` (one user turn: the ``column`` text, then ``instruction``) to every row.
+
+    How hub datasets such as GSM8K (``question`` / ``answer``) become GRPO prompts.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = with_prompts(Dataset.from_list([{"question": "1+1?", "answer": "2"}]), "question", "Box it.")
+        >>> ds[0]["prompt"]
+        [{'role': 'user', 'content': '1+1?\\nBox it.'}]
+    """
+    require_columns(dataset, [column], "prompt_column")
+    if "prompt" in dataset.column_names:
+        raise UserError(f"dataset already has a 'prompt' column; drop prompt_column ({column!r}) from the recipe")
+    suffix = f"\n{instruction}" if instruction else ""
+    return dataset.map(lambda row: {"prompt": [{"role": "user", "content": f"{row[column]}{suffix}"}]})
+
+
+def require_columns(dataset: Any, columns: Iterable[str], why: str) -> None:
+    """Fail with one line if ``dataset`` lacks any of ``columns`` (``why`` says who needs them).
+
+    Example:
+        >>> from datasets import Dataset
+        >>> require_columns(Dataset.from_list([{"prompt": "hi"}]), ["answer"], "the accuracy reward")
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: dataset has no column 'answer' (needed by the accuracy reward); its columns are: prompt
+    """
+    have = list(dataset.column_names)
+    for col in columns:
+        if col not in have:
+            raise UserError(
+                f"dataset has no column {col!r} (needed by {why}); its columns are: {', '.join(have)}"
+            )
+
+
+def is_conversational(value: Any) -> bool:
+    """True for a list of ``{"role": ..., "content": ...}`` messages."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
+
+
+def for_sft(dataset: Any, target_column: str = "solution") -> Any:
+    """Shape rows for TRL's ``SFTTrainer`` as prompt/completion pairs.
+
+    Accepts ``messages`` (kept as is), ``prompt`` + ``completion``, or
+    ``prompt`` + ``target_column`` (e.g. the generators' ``solution``). With a
+    prompt/completion layout TRL computes the loss on the completion only.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_list([{"prompt": [{"role": "user", "content": "1+1?"}], "solution": "2"}])
+        >>> for_sft(ds)[0]["completion"]
+        [{'role': 'assistant', 'content': '2'}]
+    """
+    cols = dataset.column_names
+    if "messages" in cols:
+        return dataset.select_columns(["messages"])
+    if "prompt" in cols and "completion" in cols:
+        return dataset.select_columns(["prompt", "completion"])
+    require_columns(dataset, ["prompt", target_column], "the SFT stage (prompt + target)")
+
+    def shape(row: dict[str, Any]) -> dict[str, Any]:
+        target = row[target_column]
+        if is_conversational(row["prompt"]):
+            return {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": target}]}
+        return {"prompt": row["prompt"], "completion": target}
+
+    return dataset.map(shape, remove_columns=cols)

@@ -1,0 +1,163 @@
+"""Process setup shared by the entry scripts: logging and quieter third-party output.
+
+Example:
+    >>> setup_logging("info")
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+import warnings
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(level: str = "info") -> None:
+    """Log rlft's messages to stderr at ``level``; keep library chatter at warnings."""
+    numeric = getattr(logging, str(level).upper(), logging.INFO)
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("rlft").setLevel(numeric)
+    logging.getLogger("rewards").setLevel(numeric)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Known-harmless noise on CPU runs; real problems still surface as errors.
+    warnings.filterwarnings("ignore", message=".*pin_memory.*no accelerator.*")
+
+
+def is_main_process() -> bool:
+    """True in the process that should print and write shared files (rank 0)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def platform_defaults() -> dict:
+    """Recipe defaults that depend on the machine: ``use_cpu`` and gloo where no GPU is visible.
+
+    Lets one recipe run unchanged on a GPU box and on a CPU-only one (where
+    transformers otherwise refuses ``bf16: true`` unless ``use_cpu`` is set). Without
+    ``use_cpu`` and the gloo backend, processes started by ``accelerate launch
+    --num_processes 2`` on CPU each believe they are alone (world size 1).
+    """
+    import torch
+
+    has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    if has_gpu:
+        return {}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a single process must not ask for a process group
+        return {"use_cpu": True, "ddp_backend": "gloo"}
+    return {"use_cpu": True}
+
+
+@functools.cache
+def cpu_bf16_slowdown() -> float:
+    """How many times slower a bfloat16 matrix product runs than a float32 one on this CPU (measured).
+
+    CPUs with AMX or AVX512-BF16 multiply bf16 natively (ratio below 1); on an
+    AVX2-only CPU PyTorch falls back to a scalar kernel (measured here on an
+    AMD EPYC with AVX2: 2.8 s vs 0.024 s for a 2048x576 @ 576x1536 product,
+    ~118x). There is no public PyTorch query for "bf16 matmul is fast" (the
+    ISA flags do not say which kernel runs), so rlft times a 256-wide product
+    once per process (a few milliseconds).
+
+    The first products in a process are slow (thread pool and kernel set-up):
+    with one warm-up call and the best of 3, the first probe of a process read
+    41.8x on an AVX512-BF16 Xeon whose later probes read 1.9x, and under load
+    53x, which silently turned a bf16 run into a float32 one. So both dtypes
+    are warmed up three times and then timed in 10 interleaved rounds (the
+    same background load falls on both), keeping each one's best time.
+
+    Example:
+        >>> cpu_bf16_slowdown() > 0
+        True
+    """
+    import torch
+
+    operands = {dtype: torch.ones(256, 256, dtype=dtype) for dtype in (torch.bfloat16, torch.float32)}
+    for _ in range(3):
+        for a in operands.values():
+            a @ a  # warm-up
+    best = dict.fromkeys(operands, float("inf"))
+    for _ in range(10):
+        for dtype, a in operands.items():
+            start = time.perf_counter()
+            a @ a
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.bfloat16] / max(best[torch.float32], 1e-9)
+
+
+# bf16 is kept on CPU only where its matmul is about as fast as float32's or faster (AMX: ~0.3-0.6x).
+# Measured on an AVX512-BF16 Xeon without AMX: the probe reads ~1.9x, and recipes/math.yaml's GRPO
+# step took 28 s in bf16 vs 22 s in float32 (6 steps each, vLLM merged); AVX2-only CPUs read ~60-120x.
+BF16_MAX_SLOWDOWN = 1.2
+
+# Warnings found while the recipe is parsed (a precision change, a renamed key). They are
+# logged by log_deferred_warnings() once the output directory is accepted, so a refused
+# run prints its one-line error and nothing else.
+_deferred: list[str] = []
+
+
+def defer_warning(message: str) -> None:
+    """Queue a warning found while parsing, for :func:`log_deferred_warnings` (each message once).
+
+    Example:
+        >>> defer_warning("recipe key 'a' is now called 'b'")
+        >>> log_deferred_warnings()
+    """
+    if message not in _deferred:
+        _deferred.append(message)
+
+
+def cpu_precision(values: dict) -> dict:
+    """Recipe values with ``bf16`` turned off, with a warning, on a CPU where bf16 is slower than float32.
+
+    A recipe written for a bf16-capable machine (``bf16: true``) then still runs
+    at float32 speed instead of tens of times slower. Has no effect where a
+    GPU is visible or the recipe does not ask for bf16. Either way the launcher
+    follows the resulting precision (:func:`launcher_follows_recipe`).
+
+    Example:
+        >>> cpu_precision({"bf16": False})
+        {'bf16': False}
+    """
+    if values.get("bf16") and values.get("use_cpu"):
+        slowdown = cpu_bf16_slowdown()
+        if slowdown >= BF16_MAX_SLOWDOWN:
+            defer_warning(f"bf16: bfloat16 matmul is {slowdown:.1f}x slower than float32 on this CPU "
+                                    "(measured); training in float32 instead (set bf16: false to silence this)")
+            values = {**values, "bf16": False}
+    launcher_follows_recipe(values)
+    return values
+
+
+def launcher_follows_recipe(values: dict) -> None:
+    """Set ``accelerate launch``'s mixed precision to ``no`` when the recipe trains without bf16.
+
+    ``launch/zero2.yaml`` and its siblings say ``mixed_precision: bf16``
+    (``ACCELERATE_MIXED_PRECISION`` in the launched processes). With a recipe
+    that says ``bf16: false`` (``recipes/math.yaml``), or one rlft moved to
+    float32, transformers would hand DeepSpeed a bf16 config that contradicts
+    the float32 run and stop ("DeepSpeed config values that mismatch
+    TrainingArguments values"). The recipe is the more specific of the two.
+
+    Example:
+        >>> os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+        >>> launcher_follows_recipe({"bf16": False})
+        >>> os.environ.pop("ACCELERATE_MIXED_PRECISION")
+        'no'
+    """
+    if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16" and not (values.get("bf16") or values.get("fp16")):
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
+
+
+def log_deferred_warnings() -> None:
+    """Log (once) what parsing the recipe queued: :func:`cpu_precision`'s changes, renamed keys.
+
+    Example:
+        >>> log_deferred_warnings()
+    """
+    while _deferred:
+        logger.warning(_deferred.pop(0))

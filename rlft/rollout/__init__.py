@@ -1,0 +1,1 @@
+"""Generation engines kept in sync with the policy: the in-process vLLM engine, merged weights, the reaper."""

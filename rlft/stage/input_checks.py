@@ -1,0 +1,127 @@
+"""Checks on a stage's inputs that TRL or transformers would only fail on deep inside training.
+
+Each failure is a :class:`~rlft.core.errors.UserError` (one line, exit code 2),
+raised before anything is written to the output directory.
+
+Example:
+    >>> from types import SimpleNamespace
+    >>> check_counts(SimpleNamespace(max_steps=0, per_device_train_batch_size=8))
+    Traceback (most recent call last):
+    ...
+    rlft.core.errors.UserError: max_steps must be positive (or -1 to train num_train_epochs), got 0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlft.core.errors import UserError
+
+# recipe keys that must be positive integers when a stage's config has them
+POSITIVE = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
+            "max_length", "num_iterations")
+
+
+def check_counts(cfg: Any) -> None:
+    """Step counts, batch sizes and lengths must be positive."""
+    steps = getattr(cfg, "max_steps", -1)
+    if steps == 0 or steps < -1:
+        raise UserError(f"max_steps must be positive (or -1 to train num_train_epochs), got {steps}")
+    if steps == -1 and getattr(cfg, "num_train_epochs", 1) <= 0:
+        raise UserError(f"num_train_epochs must be positive, got {cfg.num_train_epochs}")
+    for name in POSITIVE:
+        value = getattr(cfg, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"{name} must be positive, got {value}")
+    for name, strategy in (("save_steps", "save_strategy"), ("logging_steps", "logging_strategy")):
+        value = getattr(cfg, name, None)
+        if getattr(cfg, strategy, None) == "steps" and value is not None and value <= 0:  # str enums
+            raise UserError(f"{name} must be positive with {strategy}: steps, got {value}")
+
+
+def check_reward_weights(cfg: Any, reward_funcs: list) -> None:
+    """One ``reward_weights`` value per reward (TRL would reject a mismatch late).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_reward_weights(SimpleNamespace(reward_weights=[1.0, 0.5]), [len])
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: reward_weights has 2 values for 1 reward_funcs; give one weight per reward
+    """
+    weights = cfg.reward_weights
+    if weights is not None and len(weights) != len(reward_funcs):
+        raise UserError(
+            f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward_funcs; give one weight per reward"
+        )
+
+
+def preflight_rewards(reward_funcs: list, row: dict[str, Any]) -> None:
+    """Call every reward once on an empty completion for one training row, before any model loads.
+
+    A reward that needs a column the data lacks, or that crashes on its
+    inputs, fails here as one line instead of mid-training inside TRL.
+    """
+    from rewards import RewardInputError
+
+    columns = {k: [v] for k, v in row.items() if k != "prompt"}
+    for func in reward_funcs:
+        name = getattr(func, "__name__", repr(func))
+        try:
+            out = func([""], prompts=[row.get("prompt")], completion_ids=[[]], **columns)
+        except RewardInputError as err:
+            raise UserError(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - user code: report, don't trace back
+            raise UserError(f"reward {name!r} failed on the first training row: {type(err).__name__}: {err}") from None
+        if not isinstance(out, (list, tuple)) or len(out) != 1:
+            raise UserError(f"reward {name!r} must return one value per completion; for 1 it returned {out!r}")
+
+
+def check_lora_targets(model: Any, model_args: Any) -> None:
+    """Every ``lora_target_modules`` name must match a module of ``model`` (``all-linear`` always does)."""
+    targets = model_args.lora_target_modules
+    if not model_args.use_peft or not targets or targets in ("all-linear", ["all-linear"]):
+        return
+    import torch
+
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                     if isinstance(module, torch.nn.Linear)})
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for target in [targets] if isinstance(targets, str) else targets:
+        if target not in names:
+            raise UserError(
+                f"lora_target_modules: the model has no module named {target!r}; its linear layers are: "
+                f"{', '.join(linear)} (or use all-linear)"
+            )
+
+
+def require_chat_template(tokenizer: Any, dataset: Any, model_name: str) -> None:
+    """Chat-formatted prompts need a tokenizer with a chat template."""
+    from rlft.core.data import is_conversational
+
+    if getattr(tokenizer, "chat_template", None):
+        return
+    first = dataset[0] if len(dataset) else {}
+    columns = ("prompt", "messages", "completion", "chosen")
+    if any(is_conversational(first.get(col)) for col in columns):
+        raise UserError(
+            f"the data is in chat format but the tokenizer of {model_name} has no chat template; use an "
+            "instruct/chat model, or give plain-text prompts"
+        )
+
+
+def checked_rewards(reward_args: Any, cfg: Any, row: dict[str, Any]) -> list:
+    """The recipe's rewards, built, weighed against ``reward_weights``, tried on ``row`` and guarded.
+
+    What GRPO does before its model loads: a bad reward name, setting, weight
+    count or a reward that crashes on the data is one line now, not a
+    traceback mid-training (:func:`preflight_rewards`); mid-run failures then
+    stop or skip per ``on_reward_error`` (:func:`rlft.stage.training_guards.guard_rewards`).
+    """
+    from rlft.stage.training_guards import guard_rewards
+
+    reward_funcs = reward_args.build()
+    check_reward_weights(cfg, reward_funcs)
+    preflight_rewards(reward_funcs, row)
+    return guard_rewards(reward_funcs, reward_args.on_reward_error)
+

@@ -1,0 +1,145 @@
+"""One training run's directory, manifest and guarded training loop, in the order a stage uses them.
+
+:class:`rlft.stage.skeleton.TrainingStage` calls these steps; a stage never
+calls them itself.
+
+1. :meth:`StageRun.check` — before anything loads: the output directory is
+   free, or ``--resume`` names a run with a complete checkpoint.
+2. :meth:`StageRun.begin` — after every other check passed (data, rewards,
+   model, LoRA targets): the directory is claimed (``--overwrite`` empties it)
+   and a manifest with ``status: running`` is written, so even a killed run
+   says what it was.
+3. :meth:`StageRun.train` — TRL's ``train()``, resuming when asked, with the
+   :class:`~rlft.stage.training_guards.TrainingGuard`. A failing reward or a guard stop saves
+   a checkpoint, marks the manifest and ends with one line (exit code 3).
+4. :meth:`StageRun.finish` — the adapter/model, ``log_history.jsonl`` and the
+   manifest with ``status: complete``; :meth:`StageRun.conclude` runs the
+   greedy before/after check on held-out rows first (what every stage ends with).
+
+Example:
+    >>> from rlft.core.run_dir import RunArguments
+    >>> StageRun("sft", {}, RunArguments(), None).status
+    'new'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rlft.core.files import write_atomic
+from rlft.core.manifest import write_run_files
+from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
+from rlft.core.runtime import is_main_process, log_deferred_warnings
+from rlft.stage.training_guards import RewardFailure, TrainingGuard, TrainingHalted
+
+logger = logging.getLogger(__name__)
+
+
+class StageRun:
+    """One stage's run directory, manifest and guarded training loop."""
+
+    def __init__(self, stage: str, recipe: dict[str, Any], run: RunArguments, model_args: Any) -> None:
+        self.stage, self.run, self.model_args = stage, run, model_args
+        self.recipe = {k: v for k, v in recipe.items() if k not in ("resume", "overwrite")}  # not part of a rerun
+        self.resume_from: str | None = None
+        self.trainer: Any = None
+        self.train_rows: Any = None
+        self.guard = TrainingGuard()
+        self.status = "new"
+
+    def check(self, output_dir: str) -> None:
+        """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
+        self.resume_from = check_output_dir(output_dir, self.run, refuse=is_main_process())
+        log_deferred_warnings()
+        if self.resume_from:
+            logger.info("resuming from %s", self.resume_from)
+
+    def begin(self, trainer: Any, train_rows: Any) -> None:
+        """Claim the directory and write the ``running`` manifest; every other check has passed."""
+        self.trainer, self.train_rows = trainer, train_rows
+        claim_output_dir(trainer.args.output_dir, self.run, is_main_process())
+        trainer.accelerator.wait_for_everyone()
+        trainer.add_callback(self.guard)
+        trainer.args.logging_nan_inf_filter = False  # log a NaN loss as NaN, not as the mean of earlier losses
+        self._record("running", {"resumed_from": self.resume_from} if self.resume_from else {})
+
+    def train(self) -> None:
+        """``trainer.train()``; a failing reward or a guard stop ends the run with a checkpoint and one line."""
+        trainer = self.trainer
+        try:
+            trainer.train(resume_from_checkpoint=self.resume_from)
+        except RewardFailure as err:
+            trainer._save_checkpoint(trainer.model, trial=None)  # the state after the last finished step
+            self._record("failed", {"error": str(err)})
+            raise TrainingHalted(
+                f"{err}; saved {self._last_checkpoint()}: fix the reward and rerun with --resume, "
+                "or set on_reward_error: skip"
+            ) from None
+        if self.guard.halted:
+            self._record("halted", {"error": self.guard.halted})
+            raise TrainingHalted(
+                f"{self.guard.halted}; saved {self._last_checkpoint()} (before that update): lower learning_rate "
+                "or check the data, then rerun with --resume"
+            )
+
+    def finish(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Write the finished run's record; returns the manifest (``{}`` off the main process)."""
+        if self.resume_from:
+            results = {"resumed_from": self.resume_from, **results}
+        return self._record("complete", results)
+
+    def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any]) -> dict[str, Any]:
+        """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
+
+        Call on the main process after the model is saved; the manifest's
+        ``results["table"]`` holds the check's table when it ran.
+        """
+        trainer = self.trainer
+        if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
+            from rlft.evaluation.closing import evaluate_stage
+
+            results = {**results, **evaluate_stage(trainer.model, tokenizer, test, eval_args, self.model_args,
+                                                   trainer.args.output_dir)}
+        return self.finish(results)
+
+    def _record(self, status: str, results: dict[str, Any]) -> dict[str, Any]:
+        self.status = status
+        if not is_main_process():
+            return {}
+        return finish_run(self.trainer, self.stage, self.recipe, self.model_args, self.train_rows, results,
+                          status=status)
+
+    def _last_checkpoint(self) -> str:
+        found = complete_checkpoints(self.trainer.args.output_dir)
+        return str(found[-1]) if found else "no checkpoint"
+
+def launch_info(accelerator: Any) -> dict[str, Any]:
+    """How the run was launched: distributed type, process count, DeepSpeed ZeRO stage."""
+    info: dict[str, Any] = {
+        "distributed_type": str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)),
+        "num_processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "mixed_precision": str(accelerator.mixed_precision),
+    }
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        info["zero_stage"] = plugin.zero_stage
+    return info
+
+
+def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any, train: Any,
+               results: dict[str, Any], status: str = "complete") -> dict[str, Any]:
+    """Write ``log_history.jsonl``, ``recipe.yaml`` and the manifest of a stage (rank 0 only)."""
+    from rlft.core.models import base_model_id
+
+    output_dir = trainer.args.output_dir
+    write_atomic(Path(output_dir) / "log_history.jsonl",
+                 "".join(json.dumps(e, default=str) + "\n" for e in trainer.state.log_history))
+    return write_run_files(
+        output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
+        data_fingerprint=getattr(train, "_fingerprint", None), results=results,
+        launch=launch_info(trainer.accelerator), status=status,
+    )

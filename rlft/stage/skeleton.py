@@ -1,0 +1,149 @@
+"""The sequence every training stage follows, written once.
+
+    config -> seed -> output dir checked -> data -> stage checks -> tokenizer
+    -> model -> trainer -> directory claimed -> guarded train -> save
+    -> greedy before/after check -> manifest
+
+A stage (``rlft/sft.py``, ``grpo.py``, ``dpo.py``, ``orpo.py``) is a
+:class:`TrainingStage` subclass that says only where it differs: its TRL
+config, any extra argument groups, the checks its data needs before the
+model loads, how its trainer is built, what it adds to the manifest, and
+what it releases at the end. Every check runs before the output directory is
+claimed, so a bad recipe costs nothing (:mod:`rlft.core.run_dir`).
+
+Example:
+    >>> class Toy(TrainingStage):
+    ...     name = "toy"
+    >>> Toy().name, Toy().extra_arguments
+    ('toy', ())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class StageArgs:
+    """A stage's parsed recipe: each argument group by its class, TRL's config as ``train``.
+
+    Example:
+        >>> from rlft.core.run_dir import RunArguments
+        >>> args = StageArgs([RunArguments(resume=True), object()], {"resume": True})
+        >>> args.run.resume, args.recipe
+        (True, {'resume': True})
+    """
+
+    def __init__(self, parts: Sequence[Any], recipe: dict[str, Any]) -> None:
+        self.parts, self.recipe = list(parts), recipe
+        self.train = self.parts[-1]  # TRL's *Config comes last
+
+    def get(self, cls: type) -> Any:
+        """The group of class ``cls`` (e.g. ``RewardArguments``)."""
+        return next(part for part in self.parts if isinstance(part, cls))
+
+    @property
+    def data(self) -> Any:
+        from rlft.core.arguments import DataArguments
+
+        return self.get(DataArguments)
+
+    @property
+    def eval(self) -> Any:
+        from rlft.core.arguments import EvalArguments
+
+        return self.get(EvalArguments)
+
+    @property
+    def model(self) -> Any:
+        from rlft.core.arguments import ModelArguments
+
+        return self.get(ModelArguments)
+
+    @property
+    def run(self) -> Any:
+        from rlft.core.run_dir import RunArguments
+
+        return self.get(RunArguments)
+
+
+class TrainingStage:
+    """The skeleton of a training stage; subclasses fill in what differs.
+
+    Must set :attr:`name` and implement :meth:`config_class` and
+    :meth:`build_trainer`; may set :attr:`extra_arguments` and override
+    :meth:`check_data`, :meth:`results` and :meth:`close`.
+    """
+
+    name: str = ""
+    extra_arguments: tuple[type, ...] = ()  # argument groups beyond data, eval, model and run
+    output_dir: str = ""  # set by run()
+
+    # -- what a stage says about itself --
+    def config_class(self) -> type:
+        """TRL's config class for this stage (``SFTConfig``, ``GRPOConfig``, ...)."""
+        raise NotImplementedError
+
+    def check_data(self, args: StageArgs, splits: Any) -> None:
+        """Refuse data (or settings) this stage cannot train on, before the model loads."""
+
+    def build_trainer(self, args: StageArgs, splits: Any, tokenizer: Any, model: Any) -> Any:
+        """The TRL trainer for ``model`` on ``splits["train"]`` (with atomic checkpoints)."""
+        raise NotImplementedError
+
+    def results(self, trainer: Any) -> dict[str, Any]:
+        """What this stage adds to the manifest's ``results`` once training ended."""
+        return {}
+
+    def close(self) -> None:
+        """Release what :meth:`build_trainer` started (runs even when training fails)."""
+
+    # -- the sequence, once --
+    def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
+        """The recipe's argument groups (data, eval, model, extras, run, TRL config) and the resolved recipe."""
+        from rlft.core.arguments import DataArguments, EvalArguments, ModelArguments
+        from rlft.core.recipe import parse_recipe
+        from rlft.core.run_dir import RunArguments
+        from rlft.core.runtime import cpu_precision, platform_defaults
+
+        types = [DataArguments, EvalArguments, ModelArguments, *self.extra_arguments, RunArguments,
+                 self.config_class()]
+        return parse_recipe(types, argv, prog=f"rlft {self.name}", defaults=platform_defaults(),
+                            adjust=cpu_precision)
+
+    def run(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
+        """Parse, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
+        from transformers import set_seed
+
+        from rlft.core import data, models
+        from rlft.core.runtime import is_main_process, setup_logging
+        from rlft.stage import input_checks
+        from rlft.stage.run import StageRun
+
+        args = StageArgs(*self.parse(argv))
+        cfg = args.train
+        self.output_dir = cfg.output_dir
+        setup_logging(cfg.log_level if cfg.log_level != "passive" else "info")
+        set_seed(cfg.seed)
+        record = StageRun(self.name, args.recipe, args.run, args.model)
+        record.check(cfg.output_dir)
+        input_checks.check_counts(cfg)
+
+        splits = data.load_splits(args.data, seed=cfg.seed)
+        self.check_data(args, splits)
+        tokenizer = models.load_tokenizer(args.model.model_name_or_path)
+        input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
+        model = models.load_model(args.model.model_name_or_path, args.model.dtype)  # earlier adapters merged
+        input_checks.check_lora_targets(model, args.model)
+
+        try:
+            trainer = self.build_trainer(args, splits, tokenizer, model)
+            record.begin(trainer, splits["train"])
+            record.train()
+            trainer.save_model(cfg.output_dir)
+            results = self.results(trainer)
+        finally:
+            self.close()
+        if not is_main_process():
+            return {}
+        return record.conclude(tokenizer, splits["test"], args.eval, results)

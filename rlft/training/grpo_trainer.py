@@ -1,0 +1,102 @@
+"""rlft's thin layer over TRL's ``GRPOTrainer``: reward bookkeeping in the logs.
+
+TRL already logs, per step, each reward's mean and std, the fraction of
+groups whose rewards have zero spread, completion lengths, KL (with
+``beta > 0``) and a table of sample completions (``log_completions``). This
+subclass adds what rlft's rewards count and TRL cannot see: per reward, the
+verifier timeouts and the ``None`` ("cannot verify") results since the last
+log, so a run whose signal is silently empty shows it.
+
+Example:
+    >>> from collections import Counter
+    >>> reward_counters([type("R", (), {"__name__": "accuracy", "stats": Counter(timeouts=2, none=1)})()])
+    {'rewards/accuracy/timeouts': 2, 'rewards/accuracy/none': 1}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from trl import GRPOTrainer
+from trl.extras.profiling import profiling_context
+
+from rewards.timeouts import refuse_in_worker_bootstrap
+from rlft.training.importance import DeferredImportanceSampling
+from rlft.training.length_buckets import LengthBuckets
+from rlft.training.zero_advantage import ZeroAdvantageSkipping
+
+logger = logging.getLogger(__name__)
+
+COUNTED = ("timeouts", "none", "errors", "no_answer")
+
+
+def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
+    """Current counters of rlft rewards (those with a ``stats`` Counter), keyed as TRL keys rewards."""
+    out: dict[str, int] = {}
+    for func in funcs:
+        stats = getattr(func, "stats", None)
+        if not isinstance(stats, Counter):
+            continue
+        for key in COUNTED:
+            if key in stats:
+                out[f"rewards/{getattr(func, '__name__', 'reward')}/{key}"] = stats[key]
+    return out
+
+
+class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSampling, GRPOTrainer):
+    """``GRPOTrainer`` with rlft's rollout engine wired in and reward counters in its logs.
+
+    With an ``engine`` (see :mod:`rlft.rollout.engine`), generation goes
+    through TRL's ``rollout_func`` hook, and the trainer is told it uses vLLM:
+    TRL then computes the trainer's logprobs of the sampled tokens and applies
+    its importance-sampling correction against the engine's logprobs — the
+    same code paths as its own colocated vLLM, with rlft's engine in place of
+    TRL's. Before the first rollout of each optimizer step the trainer hands
+    the engine the policy (``engine.sync_weights(model)``). When generation is
+    on-policy the correction reuses the training forward's logprobs instead
+    of a separate forward (:mod:`rlft.training.importance`). Rows with zero
+    advantage skip the training pass where that leaves the gradient unchanged
+    (``skip_zero_advantage``, :mod:`rlft.training.zero_advantage`), and the
+    rows that remain are trained in length buckets, with less padding
+    (``length_buckets``, :mod:`rlft.training.length_buckets`). Stages add
+    atomic checkpoints (:func:`rlft.stage.checkpoints.with_atomic_checkpoints`).
+    """
+
+    def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False,
+                 length_buckets: bool | None = False, **kwargs: Any) -> None:
+        refuse_in_worker_bootstrap("a trainer")
+        if engine is not None:
+            kwargs["rollout_func"] = engine.rollout_func
+        super().__init__(*args, **kwargs)
+        self._last_counters: dict[str, int] = {}
+        self.enable_zero_advantage_skipping(skip_zero_advantage)
+        self.enable_length_buckets(length_buckets)
+        self.engine = engine
+        if engine is not None:
+            self.use_vllm = True
+            self.vllm_generation = engine  # TRL reads the engine's ``llm`` through this name
+            self._last_loaded_step = 0  # the engine starts with the step-0 weights
+
+    def _generate(self, prompts: list) -> Any:
+        # TRL would call ``vllm_generation.sync_weights()`` here with no arguments; the
+        # engine is given the policy instead, so it needs no reference to this trainer.
+        if self.engine is not None and self.state.global_step != self._last_loaded_step:
+            with profiling_context(self, "sync_weights"):
+                self.engine.sync_weights(self.accelerator.unwrap_model(self.model))
+            self._last_loaded_step = self.state.global_step
+        return super()._generate(prompts)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs or any(k.startswith("rewards/") for k in logs):  # a training log, not the summary
+            now = reward_counters(self.reward_funcs)
+            for key, value in now.items():
+                logs[key] = value - self._last_counters.get(key, 0)
+            self._last_counters = now
+            if self.log_completions and self.accelerator.is_main_process:
+                # TRL makes this folder in __init__; ``--overwrite`` empties the output dir after that
+                os.makedirs(os.path.join(self.args.output_dir, "completions"), exist_ok=True)
+        super().log(logs, start_time)
