@@ -36,7 +36,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The main job: GRPO on the bundled model, then the greedy before/after table (~15 min on 2 cores after the install).
+# The main job: GRPO on the bundled model, then the greedy before/after table (~14 min on 2 cores after the install).
 demo: setup
 	$(VENV)/bin/rlft grpo recipes/math.yaml --overwrite
 

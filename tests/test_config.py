@@ -211,10 +211,9 @@ def test_a_renamed_key_is_read_under_its_old_name_with_one_deprecation_warning(c
 
 def test_grpo_reads_the_old_engine_name_and_a_refused_run_still_prints_one_line(tmp_path):
     from rlft import grpo
+    from rlft.core.runtime import log_deferred_warnings
     from rlft.rollout.engine import RolloutArguments
     from rlft.stage.skeleton import StageArgs
-
-    from rlft.core.runtime import log_deferred_warnings
 
     args = StageArgs(*grpo.parse(["recipes/math.yaml", "--rollout_engine", "hf"]))
     assert args.get(RolloutArguments).engine == "hf"
