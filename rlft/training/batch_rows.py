@@ -8,13 +8,8 @@ sees (:func:`why_not_exact`), and only for batches whose tensors are one row
 per completion (:func:`splittable`).
 
 Example:
-    >>> import torch
-    >>> batch = {"prompt_mask": torch.tensor([[0, 1], [1, 1]]), "prompt_ids": torch.tensor([[0, 7], [6, 7]]),
-    ...          "completion_mask": torch.tensor([[1, 0], [1, 1]]), "completion_ids": torch.tensor([[8, 0], [8, 9]]),
-    ...          "advantages": torch.tensor([1.0, -1.0]), "num_items_in_batch": torch.tensor(3)}
-    >>> out = take_rows(batch, torch.tensor([0]))
-    >>> out["prompt_ids"].tolist(), out["completion_ids"].tolist(), int(out["num_items_in_batch"])
-    ([[7]], [[8]], 3)
+    >>> why_not_exact(type("T", (), {"loss_type": "dapo", "beta": 0.1})())
+    'beta is 0.1 (the KL term is not zero for zero-advantage rows)'
 """
 
 from __future__ import annotations
@@ -35,7 +30,7 @@ IMAGE_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask", "image_s
 
 
 def why_not_exact(trainer: Any) -> str | None:
-    """Why skipping would change this trainer's gradient, or ``None`` when it would not.
+    """Why dropping or splitting rows would change this trainer's gradient, or ``None`` when it would not.
 
     Example:
         >>> why_not_exact(type("T", (), {"loss_type": "grpo", "beta": 0.0})())
