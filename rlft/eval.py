@@ -8,11 +8,14 @@
 recipe's ``model_name_or_path`` (default: the bundled model) when there is
 none. Every model answers the recipe's held-out prompts greedily (temperature 0)
 and, unless ``general_suite: false``, the general-skills suite
-(:mod:`rlft.evaluation.suite`). Task outputs are scored by the recipe's ``accuracy``
-reward, the same code as training. The output directory gets
+(:mod:`rlft.evaluation.suite`). Task outputs are scored by the recipe's rewards
+with their ``reward_kwargs``, the same code as training and the same scorer as
+every stage's closing check (:mod:`rlft.evaluation.scoring`): the table's
+first column is ``accuracy`` (or the first reward when there is none). The output directory gets
 ``results.json``, ``samples.jsonl`` (every prompt, every model's output and
 scores), ``report.md`` and ``report.html`` with plots; the table is printed.
-Reruns of the same command write byte-identical ``samples.jsonl``.
+Reruns of the same command write byte-identical ``samples.jsonl`` (the engine
+runs in float32; ``reproducible: false`` allows bf16 and the report says so).
 Optional pass@k: ``pass_k_samples: n`` samples per prompt at ``pass_k_temperature``.
 """
 
@@ -38,7 +41,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     (data_args, eval_args, reward_args, args), recipe = parse(argv)
 
     from rlft.core import data, models
-    from rlft.core.errors import UserError
     from rlft.core.run_dir import RunArguments, check_output_dir
     from rlft.core.runtime import log_deferred_warnings, setup_logging
     from rlft.evaluation.compare import base_of, evaluate, expand_models
@@ -48,13 +50,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     log_deferred_warnings()
     names = expand_models(args.models, args.sweep)
     base_dir = base_of(names, args.model_name_or_path) if "base" in names else models.resolve_model(names[0]).base
-    rewards = {f.__name__: f for f in reward_args.build()}
-    if "accuracy" not in rewards:
-        raise UserError("the evaluation scores with the recipe's accuracy reward: add accuracy to reward_funcs")
+    reward_funcs = reward_args.build()
     test = data.load_splits(data_args, seed=args.seed)["test"]
     data.require_columns(test, ["prompt", "answer"], "the evaluation")
     test = test.select(range(min(eval_args.eval_samples, len(test))))
-    results = evaluate(names, base_dir, test, eval_args, args, rewards["accuracy"], recipe)
+    results = evaluate(names, base_dir, test, eval_args, args, reward_funcs, recipe)
     print(results["table"])
     print(f"report: {args.output_dir}/report.html")
     return results

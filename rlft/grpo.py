@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from rlft.core.arguments import RewardArguments
+from rlft.core.arguments import RewardArguments, RewardFailureArguments
 from rlft.core.errors import run_cli
 from rlft.rollout.engine import RolloutArguments
 from rlft.stage.skeleton import TrainingStage
@@ -25,7 +25,7 @@ from rlft.training.zero_advantage import ZeroAdvantageArguments
 
 class GRPO(TrainingStage):
     name = "grpo"
-    extra_arguments = (RewardArguments, RolloutArguments, ZeroAdvantageArguments, LengthBucketArguments)
+    extra_arguments = (RewardFailureArguments, RolloutArguments, ZeroAdvantageArguments, LengthBucketArguments)
 
     def __init__(self) -> None:
         self.reward_funcs: list = []  # built and checked in check_data, before the model loads
@@ -37,12 +37,20 @@ class GRPO(TrainingStage):
         return GRPOConfig
 
     def check_data(self, args, splits) -> None:
-        """Prompts present; every reward built and tried on the first row (before the model loads)."""
+        """Prompts present; the engine's sync can follow this model; every reward tried on the first row.
+
+        All before the model loads and the output directory is claimed.
+        """
         from rlft.core.data import require_columns
+        from rlft.rollout.engine import resolve_sync
         from rlft.stage.input_checks import checked_rewards
 
         require_columns(splits["train"], ["prompt"], "the GRPO stage")
-        self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0])
+        rollout = args.get(RolloutArguments)
+        if rollout.engine == "vllm":  # e.g. vllm_sync: adapter with DoRA, which vLLM cannot load
+            resolve_sync(rollout.vllm_sync, args.model.use_peft, args.model.use_dora)
+        self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0],
+                                            args.get(RewardFailureArguments).on_reward_error)
 
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.core import models
@@ -57,6 +65,9 @@ class GRPO(TrainingStage):
             skip_zero_advantage=args.get(ZeroAdvantageArguments).skip_zero_advantage,
             length_buckets=args.get(LengthBucketArguments).length_buckets,
         )
+
+    def scoring_rewards(self, args) -> list:
+        return self.reward_funcs  # the trained-on rewards, already built and checked
 
     def results(self, trainer) -> dict:
         return {"rollout": self.engine.describe() if self.engine else {"engine": "hf"}}

@@ -59,12 +59,12 @@ def test_suite_verifiers(kind, accept, good, bad):
 
 
 def test_sweep_marks_the_best_checkpoint_not_the_last():
-    tokenizer = type("T", (), {"__call__": lambda self, text, **kw: {"input_ids": text.split()}})()
-    per_model = {name: {"scores": scores, "formatted": [True] * 4, "outputs": ["a b"] * 4, "general_pass": []}
+    per_model = {name: {"headline": "accuracy", "scores": scores, "marked": [True] * 4, "tokens": [2] * 4,
+                        "general_pass": []}
                  for name, scores in (("base", [0, 0, 0, 0]), ("run/checkpoint-1", [1, 0, 0, 0]),
                                       ("run/checkpoint-2", [1, 1, 1, 0]), ("run", [1, 1, 0, 0]))}
     args = SimpleNamespace(bootstrap_resamples=200, seed=0, sweep="run")
-    rows = _rows(list(per_model), per_model, [], args, tokenizer)
+    rows = _rows(list(per_model), per_model, [], args)
     assert [r["model"] for r in rows if r.get("best")] == ["run/checkpoint-2"]
     assert rows[2]["diff"] == pytest.approx(0.75)
 
@@ -135,7 +135,7 @@ def test_vllm_engine_switches_models_and_agrees_with_hf(trained, tmp_path):
     vllm = rlft_eval.main([*EVAL, "--models", "base", str(trained), "--engine", "vllm", "--general_suite", "false",
                            "--vllm_gpu_memory_utilization", "0.15", "--vllm_dtype", "float32",
                            "--output_dir", str(tmp_path / "vllm")])
-    assert vllm["engine"] == "vllm"
+    assert vllm["engine"] == {"engine": "vllm", "dtype": "float32"}
 
     def outputs(run):
         rows = [json.loads(line) for line in (tmp_path / run / "samples.jsonl").read_text().splitlines()]

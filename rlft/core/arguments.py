@@ -4,6 +4,7 @@
   settings) with rlft's defaults: the bundled model, LoRA on all linear layers.
 - :class:`DataArguments`: where the data comes from and how much of it to use.
 - :class:`EvalArguments`: the greedy before/after check run at the end of a stage.
+- :class:`RewardArguments`: the rewards GRPO trains on and every closing check scores with.
 
 Example:
     >>> ModelArguments().model_name_or_path
@@ -106,7 +107,11 @@ class EvalArguments:
 
 @dataclass
 class RewardArguments:
-    """Which rewards score completions, with their settings (weights are TRL's ``reward_weights``)."""
+    """Which rewards score completions, with their settings (weights are TRL's ``reward_weights``).
+
+    Every stage has them: GRPO trains on them, and every stage's closing
+    before/after check scores with them (:mod:`rlft.evaluation.scoring`).
+    """
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
@@ -115,11 +120,6 @@ class RewardArguments:
     reward_kwargs: dict[str, dict[str, Any]] | None = field(
         default=None,
         metadata={"help": "Settings per reward, e.g. {accuracy: {fallback_last_number: false}}."},
-    )
-
-    on_reward_error: Literal["stop", "skip"] = field(
-        default="stop",
-        metadata={"help": "A reward that raises mid-run: stop (checkpoint, show the sample) or skip the sample."},
     )
 
     def __post_init__(self) -> None:
@@ -150,3 +150,13 @@ class RewardArguments:
             except rewards.RewardInputError as err:
                 raise UserError(str(err)) from None
         return out
+
+
+@dataclass
+class RewardFailureArguments:
+    """What GRPO does when a reward raises mid-run."""
+
+    on_reward_error: Literal["stop", "skip"] = field(
+        default="stop",
+        metadata={"help": "A reward that raises mid-run: stop (checkpoint, show the sample) or skip the sample."},
+    )

@@ -2,24 +2,27 @@
 
 The base and the trained model answer the first ``eval_samples`` held-out
 prompts greedily (:func:`rlft.evaluation.generation.hf_completions`) and are
-scored by :func:`rlft.evaluation.scoring.score`. For a LoRA run the "before"
-model is the trained model with its adapter disabled: one model in memory,
-and exactly the base weights.
+scored by the recipe's rewards through the one scorer,
+:mod:`rlft.evaluation.scoring`, exactly as ``rlft eval`` scores: each
+model's headline score with its 95 % interval, the change with its paired
+interval, rendered by :func:`rlft.evaluation.report.format_table`. For a
+LoRA run the "before" model is the trained model with its adapter disabled:
+one model in memory, and exactly the base weights.
 
 Example:
-    >>> table = format_table([{"model": "base", "accuracy": 0.1, "n": 10, "mean_len": 30.0}])
-    >>> "base" in table
-    True
+    >>> print(closing_text({"results": {"rollout": {"engine": "vllm", "sync": "merged"}}}, "runs/grpo"))
+    rollouts: vllm engine, merged sync
+    saved to runs/grpo
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from rlft.evaluation.generation import hf_completions
-from rlft.evaluation.scoring import score
+from rlft.evaluation.report import format_table
+from rlft.evaluation.scoring import score_outputs, table_rows
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +31,21 @@ def before_after(
     model: Any,
     tokenizer: Any,
     rows: Any,
+    reward_funcs: list,
     base_model: Any | None = None,
     max_new_tokens: int = 96,
     batch_size: int = 16,
     chat_template_kwargs: dict | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Score the base and the trained model on ``rows`` (``prompt`` + ``answer``).
+    """Score the base and the trained model on ``rows`` with ``reward_funcs``.
 
     ``model`` is the trained model. For a peft model the base is the same
     model with its adapter disabled; otherwise pass ``base_model``. Returns the
-    table rows and per-prompt samples (prompt, answer, both outputs).
+    table rows (:func:`rlft.evaluation.scoring.table_rows`) and per-prompt
+    samples (prompt, answer, both outputs and their scores).
     """
-    prompts, answers = list(rows["prompt"]), [str(a) for a in rows["answer"]]
+    prompts = list(rows["prompt"])
+    columns = {c: list(rows[c]) for c in rows.column_names}
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "chat_template_kwargs": chat_template_kwargs}
     if base_model is not None:
         before = hf_completions(base_model, tokenizer, prompts, **kwargs)
@@ -49,23 +55,20 @@ def before_after(
     else:
         raise ValueError("full fine-tuning: pass base_model to compare against")
     after = hf_completions(model, tokenizer, prompts, **kwargs)
-    table = [{"model": "base", **score(before, answers)}, {"model": "trained", **score(after, answers)}]
+    scored = {name: score_outputs(out, prompts, columns, reward_funcs, tokenizer)
+              for name, out in (("base", before), ("trained", after))}
+    table = table_rows(scored)
+    answers = [str(a) for a in columns.get("answer", [None] * len(prompts))]
     samples = [
-        {"prompt": p, "answer": a, "base": b, "trained": t}
-        for p, a, b, t in zip(prompts, answers, before, after, strict=True)
+        {"prompt": p, "answer": a, "base": b, "trained": t,
+         "score_base": scored["base"]["scores"][i], "score_trained": scored["trained"]["scores"][i]}
+        for i, (p, a, b, t) in enumerate(zip(prompts, answers, before, after, strict=True))
     ]
     return table, samples
 
 
-def format_table(table: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table of model, accuracy, n and mean completion length."""
-    lines = [f"{'model':<10} {'accuracy':>9} {'n':>5} {'mean_len':>9}"]
-    for row in table:
-        lines.append(f"{row['model']:<10} {row['accuracy']:>8.1%} {row['n']:>5} {row['mean_len']:>9.1f}")
-    return "\n".join(lines)
-
-
-def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_args: Any, output_dir: str) -> dict:
+def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_args: Any, output_dir: str,
+                   reward_funcs: list) -> dict:
     """The before/after check that ends a stage: greedy, on the first ``eval_samples`` test rows.
 
     Writes ``before_after.jsonl`` (every prompt with both outputs) into
@@ -83,9 +86,9 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
     if not hasattr(model, "disable_adapter"):  # full fine-tuning: load the starting point again
         from rlft.core.models import load_model
 
-        base = load_model(model_args.model_name_or_path, model_args.dtype)
+        base = load_model(model_args.model_name_or_path, model_args.dtype).to(model.device)
     table, samples = before_after(
-        model, tokenizer, rows, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
+        model, tokenizer, rows, reward_funcs, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
         batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs,
     )
     write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
@@ -93,12 +96,20 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
 
 
 def closing_text(manifest: dict[str, Any], output_dir: str) -> str:
-    """What a stage prints when it ends: the before/after table (if the check ran), then where the run is.
+    """What a stage prints when it ends: the before/after table, what generated the rollouts, where the run is.
 
     Example:
         >>> print(closing_text({"results": {}}, "runs/sft"))
         saved to runs/sft
     """
-    table = manifest.get("results", {}).get("table")
-    lines = [format_table(table)] if table else []
+    results = manifest.get("results", {})
+    lines = [format_table(results["table"])] if results.get("table") else []
+    rollout = results.get("rollout")
+    if rollout:
+        line = f"rollouts: {rollout['engine']} engine"
+        if rollout.get("sync"):
+            line += f", {rollout['sync']} sync"
+        if rollout.get("fallback_from"):
+            line += f" (fell back from {rollout['fallback_from']}: {rollout.get('fallback_reason', '?')})"
+        lines.append(line)
     return "\n".join([*lines, f"saved to {output_dir}"])

@@ -49,8 +49,20 @@ class EvalRunArguments:
     seed: int = field(default=42, metadata={"help": "Seed for data, sampling and the bootstrap."})
     vllm_gpu_memory_utilization: float = field(default=0.2, metadata={"help": "vLLM memory share (RAM on CPU)."})
     vllm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
-        default="auto", metadata={"help": "vLLM weights dtype; float32 gives HF's greedy text exactly on CPU."},
+        default="auto", metadata={"help": "Evaluation dtype (both engines); auto: float32, or bf16 where fast "
+                                          "when reproducible is false."},
     )
+    reproducible: bool = field(
+        default=True, metadata={"help": "Greedy text byte-identical on rerun (float32); false allows faster bf16."},
+    )
+    chat_template_kwargs: dict[str, Any] | None = field(
+        default=None, metadata={"help": "Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.reproducible and self.vllm_dtype in ("bfloat16", "float16"):
+            raise UserError(f"vllm_dtype: {self.vllm_dtype} does not give byte-identical greedy text on rerun; "
+                            "set reproducible: false to allow it")
 
 
 
@@ -126,59 +138,80 @@ def _text(prompt: Any) -> str:
     return prompt if isinstance(prompt, str) else prompt[-1]["content"]
 
 
-def _run_models(names: list[str], base_dir: str, prompts: list[Any], answers: list[str], general: list[dict],
-                eval_args: Any, args: Any, accuracy: Any, tokenizer: Any) -> tuple[dict[str, dict], str]:
+def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict], eval_args: Any, args: Any,
+                reward_funcs: list, tokenizer: Any) -> tuple[dict[str, dict], str]:
     """Every model's outputs and per-prompt scores (one engine for all of them)."""
     from rlft.core import models
     from rlft.evaluation import suite
     from rlft.evaluation.generation import CompletionEngine
     from rlft.evaluation.metrics import pass_at_k
-    from rlft.evaluation.scoring import score_task
+    from rlft.evaluation.scoring import headline, score_outputs
 
+    prompts = list(test["prompt"])
+    columns = {c: list(test[c]) for c in test.column_names}
+    main = next(f for f in reward_funcs if getattr(f, "__name__", "") == headline(reward_funcs))
+    dtype = eval_dtype(args)
     gen = CompletionEngine(args.engine, base_dir, tokenizer, eval_args.eval_max_new_tokens,
-                           eval_args.eval_batch_size, args.seed, args.vllm_gpu_memory_utilization, args.vllm_dtype)
+                           eval_args.eval_batch_size, args.seed, args.vllm_gpu_memory_utilization,
+                           dtype, args.chat_template_kwargs)
     per_model: dict[str, dict] = {}
     try:
         for name in names:
             logger.info("evaluating %s", name)
-            gen.load(models.load_model(base_dir if name == "base" else name))
+            gen.load(models.load_model(base_dir if name == "base" else name, dtype))
             outs = gen.generate(prompts + [g["prompt"] for g in general])
             task_out, general_out = outs[:len(prompts)], outs[len(prompts):]
-            scores, formatted = score_task(task_out, answers, accuracy)
-            result = {"outputs": task_out, "scores": scores, "formatted": formatted, "general_out": general_out,
+            result = {"outputs": task_out, **score_outputs(task_out, prompts, columns, reward_funcs, tokenizer),
+                      "general_out": general_out,
                       "general_pass": [suite.check(item, o) for item, o in zip(general, general_out)]}
             if args.pass_k_samples:
                 n = args.pass_k_samples
                 sampled = gen.generate(prompts, samples=n, temperature=args.pass_k_temperature, seed=args.seed)
-                correct = [sum(s > 0 for s in accuracy(sampled[i * n:(i + 1) * n], answer=[a] * n))
-                           for i, a in enumerate(answers)]
+                correct = []
+                for i in range(len(prompts)):
+                    rows = {c: [v[i]] * n for c, v in columns.items() if c not in ("prompt", "completion")}
+                    values = main(prompts=[prompts[i]] * n, completions=sampled[i * n:(i + 1) * n], **rows)
+                    correct.append(sum((v or 0) > 0 for v in values))
                 result["pass_at_k"] = {f"pass@{k}": sum(pass_at_k(n, c, k) for c in correct) / len(correct)
                                        for k in args.pass_k if k <= n}
             per_model[name] = result
             gen.model = None
     finally:
-        engine = gen.engine
+        engine = gen.describe()
         gen.close()
     return per_model, engine
 
 
-def _rows(names: list[str], per_model: dict[str, dict], general: list[dict], args: Any, tokenizer: Any) -> list[dict]:
-    from rlft.evaluation.metrics import bootstrap_mean, paired_bootstrap
-    from rlft.evaluation.scoring import summarize
+def eval_dtype(args: Any) -> str:
+    """The evaluation engine's dtype: ``auto`` is float32 unless ``reproducible: false`` allows bf16.
 
-    base = per_model.get("base")
-    rows = []
-    for name in names:
-        m = per_model[name]
-        row = summarize(name, m["scores"], m["formatted"], m["outputs"], tokenizer)
-        own = bootstrap_mean(m["scores"], args.bootstrap_resamples, args.seed)
-        row.update(low=own["low"], high=own["high"], **m.get("pass_at_k", {}))
-        if base is not None and name != "base":
-            diff = paired_bootstrap(base["scores"], m["scores"], args.bootstrap_resamples, args.seed)
-            row.update(diff=diff["diff"], diff_low=diff["low"], diff_high=diff["high"])
+    On this class of CPU (AMX), bf16 greedy text changed between two runs of
+    the same command (5 of the first 44 prompts); float32 reproduced byte for
+    byte. So reproducible evaluation, the default, runs the engine in float32.
+
+    Example:
+        >>> eval_dtype(EvalRunArguments())
+        'float32'
+    """
+    if args.vllm_dtype != "auto":
+        return args.vllm_dtype
+    if args.reproducible:
+        return "float32"
+    from rlft.rollout.vllm_runtime import engine_dtype
+
+    return engine_dtype("auto", prefer_bf16=True)
+
+
+def _rows(names: list[str], per_model: dict[str, dict], general: list[dict], args: Any) -> list[dict]:
+    from rlft.evaluation.scoring import table_rows
+
+    rows = table_rows({n: per_model[n] for n in names}, base="base" if "base" in per_model else None,
+                      resamples=args.bootstrap_resamples, seed=args.seed)
+    for row in rows:
+        m = per_model[row["model"]]
+        row.update(m.get("pass_at_k", {}))
         if general:
             row["general"] = sum(m["general_pass"]) / len(general)
-        rows.append(row)
     if args.sweep:  # the best checkpoint is often not the last
         candidates = [r for r in rows if r["model"] != "base"]
         max(candidates, key=lambda r: r["accuracy"])["best"] = True
@@ -189,7 +222,8 @@ def _samples(names: list[str], per_model: dict[str, dict], prompts: list, answer
     lines = []
     for i, (prompt, answer) in enumerate(zip(prompts, answers)):
         outputs = {n: {"text": per_model[n]["outputs"][i], "score": per_model[n]["scores"][i],
-                       "format": per_model[n]["formatted"][i]} for n in names}
+                       "marked": per_model[n]["marked"][i],
+                       "rewards": {r: v[i] for r, v in per_model[n]["rewards"].items()}} for n in names}
         lines.append({"id": f"task-{i:04d}", "set": "task", "prompt": _text(prompt), "answer": answer,
                       "outputs": outputs})
     for i, item in enumerate(general):
@@ -200,7 +234,7 @@ def _samples(names: list[str], per_model: dict[str, dict], prompts: list, answer
     return "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in lines)
 
 
-def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: Any, accuracy: Any,
+def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: Any, reward_funcs: list,
              recipe: dict[str, Any]) -> dict[str, Any]:
     """Evaluate ``names`` on ``test`` (+ the general suite); write the report into ``args.output_dir``."""
     from rlft.core import models
@@ -213,8 +247,8 @@ def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: A
     tokenizer = models.load_tokenizer(base_dir)
     general = suite.rows() if args.general_suite else []
     prompts, answers = list(test["prompt"]), [str(a) for a in test["answer"]]
-    per_model, engine = _run_models(names, base_dir, prompts, answers, general, eval_args, args, accuracy, tokenizer)
-    rows = _rows(names, per_model, general, args, tokenizer)
+    per_model, engine = _run_models(names, base_dir, test, general, eval_args, args, reward_funcs, tokenizer)
+    rows = _rows(names, per_model, general, args)
     by_category = {n: general_by_category(general, per_model[n]["general_pass"]) for n in names} if general else {}
 
     claim_output_dir(out, RunArguments(overwrite=args.overwrite))
@@ -224,7 +258,9 @@ def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: A
         log = Path(name) / "log_history.jsonl"
         if log.exists():
             histories[name] = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    meta = {"summary": f"{len(prompts)} held-out prompts, greedy, engine {engine}; models: {', '.join(names)}",
+    repro = "byte-reproducible" if engine["dtype"] == "float32" else f"{engine['dtype']}: not byte-reproducible"
+    meta = {"summary": f"{len(prompts)} held-out prompts, greedy ({repro}), engine {engine['engine']}; "
+                       f"models: {', '.join(names)}",
             "engine": engine, "base_model": base_dir, "recipe": recipe}
     write_reports(out, rows, by_category, histories, meta)
     results = {"models": rows, "general": by_category, "engine": engine, "table": format_table(rows)}

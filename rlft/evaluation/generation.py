@@ -97,9 +97,12 @@ class CompletionEngine:
     """Greedy completions for one model at a time, through vLLM (switching weights) or HF."""
 
     def __init__(self, engine: str, base_dir: str, tokenizer: Any, max_new_tokens: int, batch_size: int,
-                 seed: int, vllm_gpu_memory_utilization: float = 0.2, vllm_dtype: str = "auto") -> None:
+                 seed: int, vllm_gpu_memory_utilization: float = 0.2, vllm_dtype: str = "float32",
+                 chat_template_kwargs: dict | None = None) -> None:
         self.tokenizer, self.max_new_tokens, self.batch_size = tokenizer, max_new_tokens, batch_size
         self.base_dir, self.llm, self.scratch, self.model = base_dir, None, None, None
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.dtype = vllm_dtype
         if engine == "vllm":
             try:
                 self._start_vllm(seed, vllm_gpu_memory_utilization, vllm_dtype)
@@ -116,7 +119,7 @@ class CompletionEngine:
 
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=scratch_dir()))
         start = time.perf_counter()
-        dtype = engine_dtype(dtype, prefer_bf16=True)  # greedy text: speed where bf16 is native
+        dtype = engine_dtype(dtype, prefer_bf16=True)
         # No chunked prefill: vLLM 0.32 crashes ("CPU Generator does not use offset") when a
         # seeded sampling request's prefill is split across steps on CPU, which happens once
         # a batch's prompts exceed the step's token budget (300 prompts x 8 samples did).
@@ -139,17 +142,26 @@ class CompletionEngine:
         """Completions of the loaded model: greedy by default, else ``samples`` per prompt (flat, prompt-major)."""
         if self.llm is None:
             return hf_completions(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
-                                      batch_size=self.batch_size, samples=samples, temperature=temperature,
-                                      seed=seed)
+                                  batch_size=self.batch_size, chat_template_kwargs=self.chat_template_kwargs,
+                                  samples=samples, temperature=temperature, seed=seed)
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         from rlft.rollout.vllm_runtime import encode_prompt
 
-        ids = [encode_prompt(self.tokenizer, p) for p in prompts]
+        ids = [encode_prompt(self.tokenizer, p, self.chat_template_kwargs) for p in prompts]
         params = SamplingParams(n=samples, temperature=temperature, seed=seed, max_tokens=self.max_new_tokens)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], params, use_tqdm=False)
         return [sample.text for request in outputs for sample in request.outputs]
+
+    def describe(self) -> dict[str, str]:
+        """Which engine answered and in which dtype (for the report).
+
+        Example:
+            >>> CompletionEngine("hf", "base", None, 8, 1, 0).describe()
+            {'engine': 'hf', 'dtype': 'float32'}
+        """
+        return {"engine": self.engine, "dtype": self.dtype}
 
     def close(self) -> None:
         """Stop vLLM and remove the scratch weights."""

@@ -6,9 +6,9 @@ intervals, and the reward and loss curves read from each run's
 ``log_history.jsonl`` (for models that are rlft run directories).
 
 Example:
-    >>> print(format_table([{"model": "base", "accuracy": 0.1, "format": 0.5, "mean_tokens": 30.0,
+    >>> print(format_table([{"model": "base", "accuracy": 0.1, "marked": 0.5, "mean_tokens": 30.0,
     ...                      "n": 10, "low": 0.0, "high": 0.3}]))  # doctest: +NORMALIZE_WHITESPACE
-    model        accuracy   95% CI        vs base     format  tokens     n
+    model        accuracy   95% CI        vs base     marked  tokens     n
     base            10.0%   [0.0, 30.0]   -           50.0%     30.0    10
 """
 
@@ -34,28 +34,33 @@ def _label(name: str, limit: int = 40) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """One line per model: accuracy with its interval, change vs base (with interval), format, length.
+    """One line per model: headline score with its interval, change vs base (with interval), marked, length.
 
-    The model column is as wide as the longest name (run directories are shown whole up to 40 characters).
+    The rows are :func:`rlft.evaluation.scoring.table_rows`'. The first
+    column is named after the headline reward (``accuracy`` unless the recipe
+    has none); the model column is as wide as the longest name (run
+    directories are shown whole up to 40 characters).
 
     Example:
-        >>> row = {"accuracy": 0.5, "low": 0.4, "high": 0.6, "format": 1.0, "mean_tokens": 18.0, "n": 200}
+        >>> row = {"accuracy": 0.5, "low": 0.4, "high": 0.6, "marked": 1.0, "mean_tokens": 18.0, "n": 200}
         >>> print(format_table([{**row, "model": "base"}, {**row, "model": "runs/pipeline/grpo", "diff": 0.1,
         ...                                              "diff_low": 0.05, "diff_high": 0.15}]))
-        model              accuracy   95% CI        vs base                format  tokens     n
+        model              accuracy   95% CI        vs base                marked  tokens     n
         base                  50.0%   [40.0, 60.0]  -                      100.0%    18.0   200
         runs/pipeline/grpo    50.0%   [40.0, 60.0]  +10.0 [+5.0, +15.0]    100.0%    18.0   200
     """
     width = max([5] + [len(_label(r["model"])) for r in rows])
-    header = f"{'model':<{width}} {'accuracy':>8}   {'95% CI':<13} {'vs base':<22} {'format':>6} {'tokens':>7} {'n':>5}"
+    metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
+    header = f"{'model':<{width}} {metric:>8}   {'95% CI':<13} {'vs base':<22} {'marked':>6} {'tokens':>7} {'n':>5}"
     lines = [header]
     for r in rows:
-        ci = f"[{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
+        ci = "-" if r.get("low") is None else f"[{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
         vs = "-" if r.get("diff") is None else (
             f"{100 * r['diff']:+.1f} [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]")
         best = " *" if r.get("best") else ""
+        tokens = "-" if r.get("mean_tokens") is None else f"{r['mean_tokens']:.1f}"
         lines.append(f"{_label(r['model']):<{width}} {_pct(r['accuracy']):>8}   {ci:<13} {vs:<22} "
-                     f"{_pct(r['format']):>6} {r['mean_tokens']:>7.1f} {r['n']:>5}{best}")
+                     f"{_pct(r.get('marked')):>6} {tokens:>7} {r['n']:>5}{best}")
     return "\n".join(lines)
 
 
@@ -74,11 +79,13 @@ def accuracy_plot(rows: list[dict[str, Any]]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows)), 3.2))
     acc = [100 * r["accuracy"] for r in rows]
-    err = [[a - 100 * r["low"] for a, r in zip(acc, rows)], [100 * r["high"] - a for a, r in zip(acc, rows)]]
+    err = [[a - 100 * r.get("low", r["accuracy"]) for a, r in zip(acc, rows)],
+           [100 * r.get("high", r["accuracy"]) - a for a, r in zip(acc, rows)]]
     ax.bar(range(len(rows)), acc, yerr=err, capsize=4, color=["#999" if r["model"] == "base" else "#3a7" for r in rows])
     ax.set_xticks(range(len(rows)), [r["model"][-18:] for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Greedy accuracy on held-out prompts (95% bootstrap CI)")
+    metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"Greedy {metric} on held-out prompts (95% bootstrap CI)")
     data = _png(fig)
     plt.close(fig)
     return data

@@ -110,7 +110,7 @@ def require_chat_template(tokenizer: Any, dataset: Any, model_name: str) -> None
         )
 
 
-def checked_rewards(reward_args: Any, cfg: Any, row: dict[str, Any]) -> list:
+def checked_rewards(reward_args: Any, cfg: Any, row: dict[str, Any], on_error: str = "stop") -> list:
     """The recipe's rewards, built, weighed against ``reward_weights``, tried on ``row`` and guarded.
 
     What GRPO does before its model loads: a bad reward name, setting, weight
@@ -123,5 +123,5 @@ def checked_rewards(reward_args: Any, cfg: Any, row: dict[str, Any]) -> list:
     reward_funcs = reward_args.build()
     check_reward_weights(cfg, reward_funcs)
     preflight_rewards(reward_funcs, row)
-    return guard_rewards(reward_funcs, reward_args.on_reward_error)
+    return guard_rewards(reward_funcs, on_error)
 

@@ -91,7 +91,8 @@ class StageRun:
             results = {"resumed_from": self.resume_from, **results}
         return self._record("complete", results)
 
-    def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any]) -> dict[str, Any]:
+    def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any],
+                 reward_funcs: list) -> dict[str, Any]:
         """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
 
         Call on the main process after the model is saved; the manifest's
@@ -102,7 +103,7 @@ class StageRun:
             from rlft.evaluation.closing import evaluate_stage
 
             results = {**results, **evaluate_stage(trainer.model, tokenizer, test, eval_args, self.model_args,
-                                                   trainer.args.output_dir)}
+                                                   trainer.args.output_dir, reward_funcs)}
         return self.finish(results)
 
     def _record(self, status: str, results: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 
+#: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
+#: (local, no account; ``report_to: none`` turns them off).
+STAGE_DEFAULTS = {"report_to": ["tensorboard"]}
+
+
 class StageArgs:
     """A stage's parsed recipe: each argument group by its class, TRL's config as ``train``.
 
@@ -72,11 +77,11 @@ class TrainingStage:
 
     Must set :attr:`name` and implement :meth:`config_class` and
     :meth:`build_trainer`; may set :attr:`extra_arguments` and override
-    :meth:`check_data`, :meth:`results` and :meth:`close`.
+    :meth:`check_data`, :meth:`scoring_rewards`, :meth:`results` and :meth:`close`.
     """
 
     name: str = ""
-    extra_arguments: tuple[type, ...] = ()  # argument groups beyond data, eval, model and run
+    extra_arguments: tuple[type, ...] = ()  # argument groups beyond data, eval, model, reward and run
     output_dir: str = ""  # set by run()
 
     # -- what a stage says about itself --
@@ -91,6 +96,12 @@ class TrainingStage:
         """The TRL trainer for ``model`` on ``splits["train"]`` (with atomic checkpoints)."""
         raise NotImplementedError
 
+    def scoring_rewards(self, args: StageArgs) -> list:
+        """The rewards the closing check scores with: the recipe's ``reward_funcs`` (default ``[accuracy]``)."""
+        from rlft.core.arguments import RewardArguments
+
+        return args.get(RewardArguments).build()
+
     def results(self, trainer: Any) -> dict[str, Any]:
         """What this stage adds to the manifest's ``results`` once training ended."""
         return {}
@@ -101,15 +112,16 @@ class TrainingStage:
     # -- the sequence, once --
     def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
         """The recipe's argument groups (data, eval, model, extras, run, TRL config) and the resolved recipe."""
-        from rlft.core.arguments import DataArguments, EvalArguments, ModelArguments
+        from rlft.core.arguments import DataArguments, EvalArguments, ModelArguments, RewardArguments
         from rlft.core.recipe import parse_recipe
         from rlft.core.run_dir import RunArguments
-        from rlft.core.runtime import cpu_precision, platform_defaults
+        from rlft.core.runtime import cpu_precision, launcher_precision, platform_defaults
 
-        types = [DataArguments, EvalArguments, ModelArguments, *self.extra_arguments, RunArguments,
+        types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, *self.extra_arguments, RunArguments,
                  self.config_class()]
-        return parse_recipe(types, argv, prog=f"rlft {self.name}", defaults=platform_defaults(),
-                            adjust=cpu_precision)
+        with launcher_precision():  # parsing leaves the environment as it was
+            return parse_recipe(types, argv, prog=f"rlft {self.name}",
+                                defaults={**STAGE_DEFAULTS, **platform_defaults()}, adjust=cpu_precision)
 
     def run(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
         """Parse, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
@@ -131,6 +143,7 @@ class TrainingStage:
 
         splits = data.load_splits(args.data, seed=cfg.seed)
         self.check_data(args, splits)
+        scoring = self.scoring_rewards(args) if args.eval.eval_before_after else []
         tokenizer = models.load_tokenizer(args.model.model_name_or_path)
         input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
         model = models.load_model(args.model.model_name_or_path, args.model.dtype)  # earlier adapters merged
@@ -146,4 +159,4 @@ class TrainingStage:
             self.close()
         if not is_main_process():
             return {}
-        return record.conclude(tokenizer, splits["test"], args.eval, results)
+        return record.conclude(tokenizer, splits["test"], args.eval, results, scoring)

@@ -51,13 +51,17 @@ def evaluate(recipe: str, models: dict[str, str | None]) -> dict[str, dict]:
     from rlft.core import data
     from rlft.core import models as rlft_models
     from rlft.evaluation.generation import hf_completions
-    from rlft.evaluation.scoring import score
+    from rlft.core.arguments import RewardArguments
+    from rlft.evaluation.scoring import score_outputs, table_rows
     from rlft.grpo import parse
 
-    (data_args, eval_args, model_args, *_, cfg), _ = parse([recipe])
+    parts, _ = parse([recipe])
+    (data_args, eval_args, model_args, *_, cfg) = parts
+    reward_funcs = next(p for p in parts if isinstance(p, RewardArguments)).build()
     splits = data.load_splits(data_args, seed=cfg.seed)
     rows = splits["test"].select(range(min(eval_args.eval_samples, len(splits["test"]))))
-    prompts, answers = list(rows["prompt"]), [str(a) for a in rows["answer"]]
+    prompts = list(rows["prompt"])
+    columns = {c: list(rows[c]) for c in rows.column_names}
     tokenizer = rlft_models.load_tokenizer(model_args.model_name_or_path)
     out = {}
     for name, adapter in models.items():
@@ -68,7 +72,7 @@ def evaluate(recipe: str, models: dict[str, str | None]) -> dict[str, dict]:
         texts = hf_completions(model, tokenizer, prompts, max_new_tokens=eval_args.eval_max_new_tokens,
                                           batch_size=eval_args.eval_batch_size,
                                           chat_template_kwargs=model_args.chat_template_kwargs)
-        out[name] = score(texts, answers)
+        out[name] = table_rows({name: score_outputs(texts, prompts, columns, reward_funcs, tokenizer)}, base=None)[0]
         print(name, out[name], flush=True)
     return out
 
