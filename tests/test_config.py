@@ -226,3 +226,14 @@ def test_grpo_reads_the_old_engine_name_and_a_refused_run_still_prints_one_line(
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: output_dir {occupied} already holds")
     assert (occupied / "keep.txt").read_text() == "an earlier run"
+
+
+@pytest.mark.parametrize(("module", "recipe"), [("sft", "sft"), ("dpo", "dpo"), ("orpo", "orpo"), ("grpo", "math")])
+def test_every_stage_logs_to_tensorboard_unless_told_not_to(module, recipe, tmp_path):
+    import importlib
+
+    stage = importlib.import_module(f"rlft.{module}")
+    (*_, cfg), resolved = stage.parse([f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path)])
+    assert cfg.report_to == ["tensorboard"]
+    (*_, cfg), _ = stage.parse([f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path), "--report_to", "none"])
+    assert cfg.report_to == []

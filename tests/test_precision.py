@@ -28,7 +28,8 @@ def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, t
     caplog.set_level(logging.WARNING, logger="rlft.core.runtime")
     (*_, run, cfg), recipe = grpo.parse(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path / "run")])
     assert cfg.bf16 is False and recipe["bf16"] is True  # the recipe on disk and in the manifest keeps asking
-    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"  # or DeepSpeed gets a bf16 config and refuses
+    assert cfg.mixed_precision == "no"  # or DeepSpeed gets a bf16 config and refuses
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"  # parsing leaves the environment as it was
     assert not caplog.records  # nothing yet: a refused output_dir prints its one-line error alone
     StageRun("grpo", recipe, run, None).check(cfg.output_dir)
     assert len(caplog.records) == 1 and "58.0x slower than float32" in caplog.text and "float32" in caplog.text
@@ -39,10 +40,10 @@ def test_float32_recipe_overrides_the_launchers_bf16(fast_bf16, monkeypatch):
     # stops with "DeepSpeed config values that mismatch TrainingArguments values".
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     (*_, cfg), _ = grpo.parse(["recipes/math.yaml"])
-    assert cfg.bf16 is False and os.environ["ACCELERATE_MIXED_PRECISION"] == "no"
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert cfg.bf16 is False and cfg.mixed_precision == "no"
     (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])  # a bf16 run keeps the launcher's bf16
-    assert cfg.bf16 is True and os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert cfg.bf16 is True and cfg.mixed_precision == "bf16"
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
 
 
 def test_recipe_bf16_kept_where_the_cpu_has_it(fast_bf16, caplog):
@@ -67,6 +68,45 @@ def test_engine_dtype_uses_bf16_where_it_is_native(fast_bf16):
     assert engine_dtype("auto", prefer_bf16=False) == "float32"  # a float32 trainer gets a float32 engine
 
 
-def test_measured_slowdown_is_a_positive_ratio():
+def fake_timer(bf16_ticks: int, fp32_ticks: int):
+    """A clock under which every bf16 product takes ``bf16_ticks`` and every float32 one ``fp32_ticks``.
+
+    ``measure_bf16_slowdown`` times bf16 then float32, alternating, 10 rounds; each product reads the clock twice.
+    """
+    now, calls = [0], [0]
+
+    def timer():
+        calls[0] += 1
+        if calls[0] % 2 == 0:  # the reading after a product: advance by that product's cost
+            now[0] += bf16_ticks if (calls[0] // 2) % 2 == 1 else fp32_ticks
+        return now[0]
+
+    return timer
+
+
+@pytest.mark.parametrize(("bf16", "fp32", "ratio", "keeps_bf16"), [(3, 1, 3.0, False), (1, 2, 0.5, True),
+                                                                    (6, 5, 1.2, False)])
+def test_the_probe_decides_from_its_timing(bf16, fp32, ratio, keeps_bf16, monkeypatch, tmp_path):
+    assert runtime.measure_bf16_slowdown(timer=fake_timer(bf16, fp32)) == pytest.approx(ratio)
+    monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: runtime.measure_bf16_slowdown(fake_timer(bf16, fp32)))
+    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path)])
+    assert cfg.bf16 is keeps_bf16  # at BF16_MAX_SLOWDOWN (1.2x) and above: float32
+
+
+def test_every_process_reads_the_machines_one_measurement(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("RLFT_BF16_SLOWDOWN", raising=False)
+    measured = []
+    monkeypatch.setattr(runtime, "measure_bf16_slowdown", lambda: measured.append(1) or 58.0)
     runtime.cpu_bf16_slowdown.cache_clear()
-    assert runtime.cpu_bf16_slowdown() > 0
+    try:
+        assert runtime.cpu_bf16_slowdown() == 58.0
+        runtime.cpu_bf16_slowdown.cache_clear()  # as a second rank (a new process) would start
+        monkeypatch.setattr(runtime, "measure_bf16_slowdown", lambda: pytest.fail("measured twice"))
+        assert runtime.cpu_bf16_slowdown() == 58.0 and measured == [1]
+        assert list((tmp_path / "rlft").glob("bf16-slowdown-*.json"))
+        runtime.cpu_bf16_slowdown.cache_clear()
+        monkeypatch.setenv("RLFT_BF16_SLOWDOWN", "0.5")  # the override wins
+        assert runtime.cpu_bf16_slowdown() == 0.5
+    finally:
+        runtime.cpu_bf16_slowdown.cache_clear()

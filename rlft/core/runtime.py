@@ -6,11 +6,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +54,14 @@ def platform_defaults() -> dict:
     return {"use_cpu": True}
 
 
-@functools.cache
-def cpu_bf16_slowdown() -> float:
-    """How many times slower a bfloat16 matrix product runs than a float32 one on this CPU (measured).
+def measure_bf16_slowdown(timer: Callable[[], float] = time.perf_counter) -> float:
+    """Time a bfloat16 and a float32 matrix product on this CPU; their ratio (bf16 / float32).
 
     CPUs with AMX or AVX512-BF16 multiply bf16 natively (ratio below 1); on an
     AVX2-only CPU PyTorch falls back to a scalar kernel (measured here on an
     AMD EPYC with AVX2: 2.8 s vs 0.024 s for a 2048x576 @ 576x1536 product,
     ~118x). There is no public PyTorch query for "bf16 matmul is fast" (the
-    ISA flags do not say which kernel runs), so rlft times a 256-wide product
-    once per process (a few milliseconds).
+    ISA flags do not say which kernel runs), so rlft times a 256-wide product.
 
     The first products in a process are slow (thread pool and kernel set-up):
     with one warm-up call and the best of 3, the first probe of a process read
@@ -71,8 +71,9 @@ def cpu_bf16_slowdown() -> float:
     same background load falls on both), keeping each one's best time.
 
     Example:
-        >>> cpu_bf16_slowdown() > 0
-        True
+        >>> ticks = iter(range(100))
+        >>> measure_bf16_slowdown(timer=lambda: next(ticks))  # every product "takes" one tick
+        1.0
     """
     import torch
 
@@ -83,10 +84,63 @@ def cpu_bf16_slowdown() -> float:
     best = dict.fromkeys(operands, float("inf"))
     for _ in range(10):
         for dtype, a in operands.items():
-            start = time.perf_counter()
+            start = timer()
             a @ a
-            best[dtype] = min(best[dtype], time.perf_counter() - start)
+            best[dtype] = min(best[dtype], timer() - start)
     return best[torch.bfloat16] / max(best[torch.float32], 1e-9)
+
+
+def _machine_key() -> str:
+    """This CPU model and flags, and torch's version: what the bf16 measurement depends on."""
+    import hashlib
+    import platform
+
+    import torch
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = [line for line in f if line.startswith(("model name", "flags"))][:2]
+    except OSError:
+        info = [platform.processor()]
+    return hashlib.sha256(("".join(info) + torch.__version__).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def cpu_bf16_slowdown() -> float:
+    """How many times slower bf16 matmul is than float32 here: measured once per machine, then read.
+
+    Every process of a launch (and every later run on the machine) must make
+    the same precision decision, so the first measurement
+    (:func:`measure_bf16_slowdown`) is stored in
+    ``~/.cache/rlft/bf16-slowdown-<cpu and torch>.json`` under a file lock:
+    ranks started together wait for the first one's figure instead of timing
+    their own (which under load can differ by tens of times).
+    ``RLFT_BF16_SLOWDOWN=<ratio>`` sets the figure instead; delete the file to
+    measure again.
+
+    Example:
+        >>> cpu_bf16_slowdown() > 0
+        True
+    """
+    import fcntl
+    import json
+    from pathlib import Path
+
+    if os.environ.get("RLFT_BF16_SLOWDOWN"):
+        return float(os.environ["RLFT_BF16_SLOWDOWN"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlft"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"bf16-slowdown-{_machine_key()}.json"
+    with open(cache / ".bf16.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return float(json.loads(path.read_text())["slowdown"])
+        except (OSError, ValueError, KeyError):
+            slowdown = measure_bf16_slowdown()
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"slowdown": slowdown}) + "\n")
+            tmp.replace(path)
+            return slowdown
 
 
 # bf16 is kept on CPU only where its matmul is about as fast as float32's or faster (AMX: ~0.3-0.6x).
@@ -131,6 +185,35 @@ def cpu_precision(values: dict) -> dict:
             values = {**values, "bf16": False}
     launcher_follows_recipe(values)
     return values
+
+
+@contextlib.contextmanager
+def launcher_precision() -> Iterator[None]:
+    """Scope :func:`launcher_follows_recipe`'s change to the block that builds the recipe's dataclasses.
+
+    transformers reads ``ACCELERATE_MIXED_PRECISION`` when its
+    ``TrainingArguments`` are built (and builds the DeepSpeed plugin from it
+    there); afterwards the Trainer passes the arguments' own precision on. So
+    the variable only has to be right while the recipe is parsed, and parsing
+    leaves the environment as it found it.
+
+    Example:
+        >>> os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+        >>> with launcher_precision():
+        ...     launcher_follows_recipe({"bf16": False})
+        ...     os.environ["ACCELERATE_MIXED_PRECISION"]
+        'no'
+        >>> os.environ.pop("ACCELERATE_MIXED_PRECISION")
+        'bf16'
+    """
+    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+        else:
+            os.environ["ACCELERATE_MIXED_PRECISION"] = before
 
 
 def launcher_follows_recipe(values: dict) -> None:
