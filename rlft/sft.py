@@ -4,8 +4,16 @@
     python -m rlft.sft recipes/sft.yaml --max_steps 3
     rlft sft recipes/sft.yaml
 
-Rows are shaped as prompt/completion pairs, so TRL computes the loss on the
-completion (assistant) tokens only. LoRA by default (``use_peft: false`` for
+The loss is on what the assistant says, never on the prompt: prompt/completion
+rows (or prompt + ``sft_target_column``) train on the completion only, and
+``messages`` rows (whole conversations) on their assistant turns only: system
+and user turns, and their role headers, are masked. TRL masks a
+conversation where the chat template marks assistant turns (``{% generation %}``,
+or a template TRL can patch); otherwise rlft finds the turns by rendering the
+conversation prefix by prefix (:func:`rlft.core.data.with_assistant_masks`),
+which is what the bundled model's template takes. ``assistant_only_loss: false``
+in the recipe trains ``messages`` rows on every token. ``chat_template_kwargs``
+reach every render. LoRA by default (``use_peft: false`` for
 full fine-tuning). The run's sequence is :class:`rlft.stage.skeleton.TrainingStage`'s;
 the output directory holds the adapter, the tokenizer, ``recipe.yaml`` and
 ``rlft_manifest.json``, and the run ends with a greedy before/after check.
@@ -29,20 +37,41 @@ class SFT(TrainingStage):
         return SFTConfig
 
     def build_trainer(self, args, splits, tokenizer, model):
-        """TRL ``SFTTrainer`` on prompt/completion rows (loss on the completion only)."""
+        """TRL ``SFTTrainer``: loss on completions, or on the assistant turns of ``messages`` rows."""
         from trl import SFTTrainer
 
-        from rlft.core import data, models
+        from rlft.core import models
         from rlft.stage.checkpoints import with_atomic_checkpoints
 
-        train = data.for_sft(splits["train"], args.data.sft_target_column)
-        if args.model.chat_template_kwargs:  # TRL's SFT reads template options per row
-            options = dict(args.model.chat_template_kwargs)
-            train = train.map(lambda _: {"chat_template_kwargs": options})
         return with_atomic_checkpoints(SFTTrainer)(
-            model=model, args=args.train, train_dataset=train, processing_class=tokenizer,
-            peft_config=models.lora_config(args.model),
+            model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer),
+            processing_class=tokenizer, peft_config=models.lora_config(args.model),
         )
+
+
+def sft_rows(args, train, tokenizer):
+    """The rows SFTTrainer gets; for ``messages`` rows, sets ``assistant_only_loss`` where TRL can mask them.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from datasets import Dataset
+        >>> args = SimpleNamespace(data=SimpleNamespace(sft_target_column="solution"), recipe={},
+        ...                        model=SimpleNamespace(chat_template_kwargs={"enable_thinking": False}))
+        >>> rows = Dataset.from_list([{"prompt": "1+1=", "completion": "2"}])
+        >>> sft_rows(args, rows, tokenizer=None)[0]["chat_template_kwargs"]
+        {'enable_thinking': False}
+    """
+    from rlft.core import data
+
+    train = data.for_sft(train, args.data.sft_target_column)
+    options = dict(args.model.chat_template_kwargs or {})
+    # SFTConfig's default (False) cannot tell "not set" from "set to false": only the recipe can
+    if "messages" in train.column_names and args.recipe.get("assistant_only_loss", True):
+        if data.trl_masks_assistant_turns(tokenizer):
+            args.train.assistant_only_loss = True
+        else:  # pre-tokenized with the mask; TRL folds assistant_masks into the labels
+            return data.with_assistant_masks(train, tokenizer, options)
+    return data.with_template_options(train, options)
 
 
 def parse(argv: Sequence[str] | None):

@@ -40,3 +40,29 @@ def bundled_tokenizer(bundled_dir):
     from rlft.core.models import load_tokenizer
 
     return load_tokenizer("bundled:smollm2-135m-instruct")
+
+
+THINKING_OFF = "[thinking off]"
+# Qwen3-style switch on top of the bundled template: `enable_thinking: false` shows as a visible marker
+THINKING_SWITCH = "{% if enable_thinking is defined and not enable_thinking %}[thinking off]\n{% endif %}"
+
+
+@pytest.fixture
+def thinking_tokenizer(bundled_dir):
+    """The bundled tokenizer whose chat template writes ``[thinking off]`` first when ``enable_thinking`` is false."""
+    from rlft.core.models import load_tokenizer
+
+    tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
+    tokenizer.chat_template = THINKING_SWITCH + tokenizer.chat_template
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def thinking_model_dir(bundled_dir, tmp_path_factory) -> Path:
+    """The bundled model as a plain model directory with that chat template (weights linked, not copied)."""
+    out = tmp_path_factory.mktemp("thinking-model")
+    for item in Path(bundled_dir).iterdir():
+        if item.name != "chat_template.jinja":
+            (out / item.name).symlink_to(item)
+    (out / "chat_template.jinja").write_text(THINKING_SWITCH + (Path(bundled_dir) / "chat_template.jinja").read_text())
+    return out

@@ -157,3 +157,48 @@ def test_sweep_evaluates_every_checkpoint(trained, tmp_path):
     assert names == ["base", str(trained / "checkpoint-2"), str(trained / "checkpoint-4"), str(trained)]
     best = [r for r in results["models"] if r.get("best")]
     assert len(best) == 1 and best[0]["accuracy"] == max(r["accuracy"] for r in results["models"][1:])
+
+
+@pytest.mark.slow
+def test_enable_thinking_off_reaches_the_eval_prompts(thinking_model_dir, tmp_path, monkeypatch):
+    from rlft.evaluation import generation
+    from tests.conftest import THINKING_OFF
+
+    seen: list = []
+    original = generation.hf_completions
+    monkeypatch.setattr(generation, "hf_completions", lambda model, tok, prompts, **kw: seen.extend(
+        generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs"))) or original(model, tok, prompts, **kw))
+    rlft_eval.main(["recipes/eval_math.yaml", "--eval_samples", "2", "--num_test_samples", "2",
+                    "--eval_max_new_tokens", "4", "--general_suite", "false", "--engine", "hf",
+                    "--models", "base", "--model_name_or_path", str(thinking_model_dir),
+                    "--chat_template_kwargs", "{enable_thinking: false}", "--output_dir", str(tmp_path / "e")])
+    assert len(seen) == 2 and all(p.startswith(THINKING_OFF) for p in seen), seen[:1]
+
+
+@pytest.mark.slow
+def test_enable_thinking_off_reaches_the_closing_check(thinking_tokenizer, bundled_model, monkeypatch, tmp_path):
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+
+    from rlft.core.arguments import EvalArguments, ModelArguments, RewardArguments
+    from rlft.evaluation import closing, generation
+    from tests.conftest import THINKING_OFF
+
+    seen: list = []
+    original = generation.hf_completions
+
+    def spy(model, tok, prompts, **kw):
+        seen.extend(generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs")))
+        return original(model, tok, prompts, **kw)
+
+    model = get_peft_model(bundled_model, LoraConfig(r=4, target_modules=["q_proj"]))
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "What is 1 + 1?"}], "answer": "2"}])
+    monkeypatch.setattr(closing, "hf_completions", spy)
+    try:
+        result = closing.evaluate_stage(model, thinking_tokenizer, rows, EvalArguments(eval_max_new_tokens=4),
+                                        ModelArguments(chat_template_kwargs={"enable_thinking": False}),
+                                        str(tmp_path), RewardArguments().build())
+    finally:
+        model.unload()  # the session's shared model goes back without the adapter
+    assert len(seen) == 2 and all(p.startswith(THINKING_OFF) for p in seen)  # base, then trained
+    assert [r["model"] for r in result["table"]] == ["base", "trained"]

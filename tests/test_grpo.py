@@ -103,6 +103,26 @@ def test_hf_engine_trains_exactly_like_stock_trl(tmp_path, bundled_dir):
         torch.testing.assert_close(tensor, reference[key], rtol=1e-5, atol=1e-7, msg=key)
 
 
+def test_enable_thinking_off_reaches_the_rollout_prompts(thinking_tokenizer, tmp_path):
+    """The recipe's chat_template_kwargs reach GRPOConfig, so TRL's generation renders prompts with them."""
+    from rlft.core import data
+    from rlft.core.models import load_model
+    from rlft.stage.skeleton import StageArgs
+    from tests.conftest import THINKING_OFF
+
+    stage = grpo.GRPO()
+    args = StageArgs(*stage.parse([*TINY, "--output_dir", str(tmp_path), "--engine", "hf",
+                                   "--chat_template_kwargs", "{enable_thinking: false}"]))
+    assert args.train.chat_template_kwargs == args.model.chat_template_kwargs == {"enable_thinking": False}
+    splits = data.load_splits(args.data, seed=args.train.seed)
+    stage.check_data(args, splits)
+    trainer = stage.build_trainer(args, splits, thinking_tokenizer, load_model(args.model.model_name_or_path))
+    prompts = [row["prompt"] for row in splits["train"].select(range(2))]
+    prompt_ids, _images, _fields = trainer._tokenize_prompts(prompts)  # what TRL's generation encodes
+    texts = thinking_tokenizer.batch_decode(prompt_ids)
+    assert all(text.startswith(f"{THINKING_OFF}\n<|im_start|>system") for text in texts), texts
+
+
 def test_full_fine_tuning_runs(tmp_path, bundled_dir):
     out = tmp_path / "full"
     manifest = grpo.main([*TINY, "--output_dir", str(out), "--engine", "hf", "--use_peft", "false",

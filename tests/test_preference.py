@@ -166,6 +166,57 @@ def test_orpo_trains_from_the_base_model(pairs_file, tmp_path):
     assert type(models.load_model(str(out))).__name__ == "LlamaForCausalLM"
 
 
+def chat_pairs(path: Path, n: int = 6) -> Path:
+    path.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"What is {i} + 1?"}],
+                                        "chosen": [{"role": "assistant", "content": f"The answer is {i + 1}."}],
+                                        "rejected": [{"role": "assistant", "content": "I don't know."}],
+                                        "answer": str(i + 1)}) + "\n" for i in range(n)))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["dpo", "orpo"])
+def test_enable_thinking_off_reaches_the_preference_tokens(stage, thinking_tokenizer, tmp_path):
+    """DPO and ORPO render prompt, chosen and rejected with the recipe's chat_template_kwargs (no training)."""
+    import importlib
+
+    from rlft.core import data
+    from rlft.core.models import load_model
+    from rlft.stage.skeleton import StageArgs
+    from tests.conftest import THINKING_OFF
+
+    module = importlib.import_module(f"rlft.{stage}")
+    argv = [f"recipes/{stage}.yaml", "--output_dir", str(tmp_path / "out"), *STAGE_FAST,
+            "--dataset_name", str(chat_pairs(tmp_path / "prefs.jsonl")), "--chat_template_kwargs",
+            "{enable_thinking: false}"]
+    args = StageArgs(*module.parse(argv))
+    splits = data.load_splits(args.data, seed=args.train.seed)
+    trainer = getattr(module, stage.upper())().build_trainer(args, splits, thinking_tokenizer, load_model(args.model.model_name_or_path))
+    batch = next(iter(trainer.get_train_dataloader()))  # what a training step gets
+    ids = batch["input_ids"] if stage == "dpo" else batch["chosen_input_ids"]
+    bos = thinking_tokenizer.bos_token if stage == "orpo" else ""  # TRL's ORPO puts the BOS token first
+    texts = [text.removeprefix(bos) for text in thinking_tokenizer.batch_decode(ids)]
+    assert texts and all(text.startswith(f"{THINKING_OFF}\n<|im_start|>system") for text in texts), texts
+
+
+@pytest.mark.slow
+def test_enable_thinking_off_reaches_the_prompts_pairs_samples_from(thinking_model_dir, tmp_path, monkeypatch):
+    from rlft.commands import pairs
+    from rlft.evaluation import generation
+    from tests.conftest import THINKING_OFF
+
+    seen: list = []
+    original = generation.hf_completions
+    monkeypatch.setattr(generation, "hf_completions", lambda model, tok, prompts, **kw: seen.extend(
+        generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs"))) or original(model, tok, prompts, **kw))
+    out = tmp_path / "pairs"
+    pairs.main(["recipes/pairs.yaml", "--output_dir", str(out), *PAIRS_FAST, "--model_name_or_path",
+                str(thinking_model_dir), "--chat_template_kwargs", "{enable_thinking: false}"])
+    assert len(seen) == 6 and all(p.startswith(f"{THINKING_OFF}\n<|im_start|>system") for p in seen), seen[:1]
+    rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert rows and all(r["prompt"][0]["role"] == "user" for r in rows), "pairs keep the prompt's own format"
+
+
 @pytest.mark.slow
 def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     """DPO starts from (and is referenced to) the SFT model; GRPO and its vLLM engine start from the DPO chain."""

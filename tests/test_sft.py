@@ -56,6 +56,114 @@ def test_chat_template_kwargs_reach_training(bundled_dir, tmp_path):
     assert tokenizer.decode(trainer.train_dataset[0]["input_ids"]).startswith("HELLO user:")
 
 
+CONVERSATION = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "What is 2 + 2?"},
+    {"role": "assistant", "content": "Four."},
+    {"role": "user", "content": "And 3 + 3?"},
+    {"role": "assistant", "content": "Six, since 3 + 3 = 6."},
+]
+
+
+def messages_stage(tmp_path, *extra):
+    """SFT recipe args on a file of ``messages`` rows (the same five-turn conversation)."""
+    from rlft.core import data
+    from rlft.stage.skeleton import StageArgs
+
+    rows = tmp_path / "chats.jsonl"
+    rows.write_text("".join(json.dumps({"messages": CONVERSATION}) + "\n" for _ in range(4)))
+    args = StageArgs(*sft.parse(["recipes/sft.yaml", "--output_dir", str(tmp_path / "out"), *FAST,
+                                 "--dataset_name", str(rows), "--test_size", "0.25", *extra]))
+    return args, data.load_splits(args.data, seed=args.train.seed)
+
+
+def trained_and_masked(tokenizer, trainer):
+    """One collated row: (text of the tokens with labels, text of the tokens without, labels, input ids)."""
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    return tokenizer.decode(ids[labels != -100]), tokenizer.decode(ids[labels == -100]), labels, ids
+
+
+def test_messages_rows_train_on_assistant_turns_only(bundled_tokenizer, bundled_dir, tmp_path):
+    from rlft.core.models import load_model
+
+    args, splits = messages_stage(tmp_path)
+    trainer = sft.SFT().build_trainer(args, splits, bundled_tokenizer, load_model(args.model.model_name_or_path))
+    assert not args.train.assistant_only_loss, "SmolLM2's template has no generation markers: rlft masks it"
+    trained, masked, labels, ids = trained_and_masked(bundled_tokenizer, trainer)
+    full = bundled_tokenizer.apply_chat_template(CONVERSATION, tokenize=True, return_dict=False)
+    assert ids.tolist() == full  # the very tokens TRL would have rendered
+    # exactly the two assistant turns, each with its end-of-turn token (the model must learn to stop)
+    assert trained == "Four.<|im_end|>\nSix, since 3 + 3 = 6.<|im_end|>\n"
+    assert masked == ("<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n"
+                      "<|im_start|>assistant\n<|im_start|>user\nAnd 3 + 3?<|im_end|>\n<|im_start|>assistant\n")
+    # and position by position: masked tokens form the system/user turns and the assistant headers
+    first_trained = int((labels != -100).nonzero()[0])
+    header = bundled_tokenizer.apply_chat_template(CONVERSATION[:2], tokenize=True, return_dict=False,
+                                                   add_generation_prompt=True)
+    assert first_trained == len(header) and (labels[:first_trained] == -100).all()
+
+
+def test_messages_rows_train_on_every_token_when_the_recipe_says_so(bundled_tokenizer, bundled_dir, tmp_path):
+    from rlft.core.models import load_model
+
+    args, splits = messages_stage(tmp_path, "--assistant_only_loss", "false")
+    trainer = sft.SFT().build_trainer(args, splits, bundled_tokenizer, load_model(args.model.model_name_or_path))
+    _trained, masked, labels, ids = trained_and_masked(bundled_tokenizer, trainer)
+    assert masked == "" and labels.tolist() == ids.tolist()
+
+
+def test_messages_rows_use_trl_masking_where_the_template_marks_generations(bundled_dir, tmp_path):
+    from rlft.core.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
+    tokenizer.chat_template = (  # the bundled template with {% generation %} around each assistant turn's output
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' }}{% if m['role'] == 'assistant' %}"
+        "{% generation %}{{ m['content'] + '<|im_end|>\n' }}{% endgeneration %}{% else %}"
+        "{{ m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    args, splits = messages_stage(tmp_path)
+    trainer = sft.SFT().build_trainer(args, splits, tokenizer, load_model(args.model.model_name_or_path))
+    assert args.train.assistant_only_loss  # TRL's own mechanism
+    trained, _masked, _labels, _ids = trained_and_masked(tokenizer, trainer)
+    assert trained == "Four.<|im_end|>\nSix, since 3 + 3 = 6.<|im_end|>\n"
+
+
+def test_assistant_mask_refuses_conversations_it_cannot_split(bundled_tokenizer, bundled_dir):
+    from rlft.core.data import assistant_token_mask
+    from rlft.core.errors import UserError
+
+    with pytest.raises(UserError, match="opens with an assistant turn"):
+        assistant_token_mask(bundled_tokenizer, [{"role": "assistant", "content": "Hi!"}])
+    # a template that renders an assistant turn differently once more turns follow (as Qwen3 drops old reasoning)
+    tokenizer = type(bundled_tokenizer).from_pretrained(bundled_dir)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}[old]{% endif %}"
+        "{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    with pytest.raises(UserError, match="up to its assistant turn 2 differently"):
+        assistant_token_mask(tokenizer, CONVERSATION)
+
+
+@pytest.mark.parametrize("rows", ["prompt-completion", "messages"])
+def test_enable_thinking_off_reaches_the_sft_tokens(rows, thinking_tokenizer, tmp_path):
+    from rlft.core import data
+    from rlft.core.models import load_model
+    from rlft.stage.skeleton import StageArgs
+    from tests.conftest import THINKING_OFF
+
+    kwargs = ["--chat_template_kwargs", "{enable_thinking: false}"]
+    if rows == "messages":
+        args, splits = messages_stage(tmp_path, *kwargs)
+    else:
+        args = StageArgs(*sft.parse(["recipes/sft.yaml", "--output_dir", str(tmp_path), *FAST, *kwargs]))
+        splits = data.load_splits(args.data, seed=args.train.seed)
+    trainer = sft.SFT().build_trainer(args, splits, thinking_tokenizer, load_model(args.model.model_name_or_path))
+    text = thinking_tokenizer.decode(trainer.train_dataset[0]["input_ids"])
+    assert text.startswith(f"{THINKING_OFF}\n<|im_start|>system"), text
+
+
 def test_sft_logs_loss_and_changes_lora(sft_run):
     from safetensors.torch import load_file
 
@@ -67,6 +175,7 @@ def test_sft_logs_loss_and_changes_lora(sft_run):
     lora_b = [t for k, t in weights.items() if "lora_B" in k]
     assert lora_b and all(torch.count_nonzero(t) > 0 for t in lora_b), "LoRA B starts at zero: training must move it"
     assert sum(t.numel() for t in weights.values()) < 10_000_000, "adapter must not carry the embeddings"
+    assert list(out.rglob("events.out.tfevents*")), "TensorBoard is on by default"
 
 
 def test_manifest_and_recipe_are_written(sft_run):
@@ -103,5 +212,5 @@ def test_saved_adapter_loads_with_peft_and_generates(sft_run, bundled_dir):
 
 def test_recipe_written_by_a_run_reruns(sft_run):
     out, _ = sft_run
-    (_, _, _, _, cfg), resolved = sft.parse([str(out / "recipe.yaml")])
+    (*_, cfg), resolved = sft.parse([str(out / "recipe.yaml")])
     assert cfg.max_steps == 3 and resolved["output_dir"] == str(out)

@@ -6,7 +6,8 @@
 For each training prompt, the policy (``model_name_or_path``: the bundled
 model, a hub id or an earlier stage's run directory) samples
 ``samples_per_prompt`` completions through the evaluation engine (vLLM,
-falling back to transformers), the recipe's rewards score them (weighted by
+falling back to transformers; chat prompts rendered with the recipe's
+``chat_template_kwargs``), the recipe's rewards score them (weighted by
 ``reward_weights``, as GRPO would), and a prompt becomes a pair when its best
 completion beats its worst by at least ``min_score_gap``: chosen = the best,
 rejected = the worst (the earliest sample among ties, so a seed always gives
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     k = args.samples_per_prompt
     gen = CompletionEngine(args.engine, models.resolve_model(model_args.model_name_or_path).base, tokenizer,
                            args.max_new_tokens, args.batch_size, args.seed, args.vllm_gpu_memory_utilization,
-                           args.vllm_dtype)
+                           args.vllm_dtype, model_args.chat_template_kwargs)
     try:
         gen.load(policy)
         prompts = [row["prompt"] for row in rows]

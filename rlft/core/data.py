@@ -165,9 +165,11 @@ def is_conversational(value: Any) -> bool:
 def for_sft(dataset: Any, target_column: str = "solution") -> Any:
     """Shape rows for TRL's ``SFTTrainer`` as prompt/completion pairs.
 
-    Accepts ``messages`` (kept as is), ``prompt`` + ``completion``, or
-    ``prompt`` + ``target_column`` (e.g. the generators' ``solution``). With a
-    prompt/completion layout TRL computes the loss on the completion only.
+    Accepts ``messages`` (kept as is; the SFT stage trains them on their
+    assistant turns, see :func:`with_assistant_masks`), ``prompt`` +
+    ``completion``, or ``prompt`` + ``target_column`` (e.g. the generators'
+    ``solution``). With a prompt/completion layout TRL computes the loss on
+    the completion only.
 
     Example:
         >>> from datasets import Dataset
@@ -189,3 +191,126 @@ def for_sft(dataset: Any, target_column: str = "solution") -> Any:
         return {"prompt": row["prompt"], "completion": target}
 
     return dataset.map(shape, remove_columns=cols)
+
+
+def with_template_options(dataset: Any, chat_template_kwargs: dict[str, Any] | None) -> Any:
+    """Rows carrying ``chat_template_kwargs`` in the per-row column TRL's SFT, DPO and ORPO render chats with.
+
+    ``SFTConfig``, ``DPOConfig`` and ``ORPOConfig`` have no field for them:
+    each trainer reads a row's ``chat_template_kwargs`` column when it
+    applies the chat template (plain-text rows are not templated).
+
+    Example:
+        >>> from datasets import Dataset
+        >>> rows = Dataset.from_list([{"prompt": "Hi", "chosen": " Hello", "rejected": " No"}])
+        >>> with_template_options(rows, {"enable_thinking": False})[0]["chat_template_kwargs"]
+        {'enable_thinking': False}
+        >>> with_template_options(rows, None).column_names
+        ['prompt', 'chosen', 'rejected']
+    """
+    if not chat_template_kwargs:
+        return dataset
+    options = dict(chat_template_kwargs)
+    return dataset.map(lambda _: {"chat_template_kwargs": options})
+
+
+def trl_masks_assistant_turns(tokenizer: Any) -> bool:
+    """True when TRL's ``assistant_only_loss`` can find the assistant turns in this tokenizer's chat template.
+
+    TRL needs ``{% generation %}`` markers in the template, or a template it
+    knows how to swap for a marked one (``get_training_chat_template``);
+    SmolLM2's (the bundled model's) has neither, so rlft masks it itself
+    (:func:`with_assistant_masks`).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> marked = "{% for m in messages %}{% generation %}{{ m['content'] }}{% endgeneration %}{% endfor %}"
+        >>> trl_masks_assistant_turns(SimpleNamespace(chat_template=marked))
+        True
+    """
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if has_generation_markers(tokenizer.chat_template):
+        return True
+    try:
+        get_training_chat_template(tokenizer)  # the same check SFTTrainer makes, which raises for unknown templates
+    except ValueError:
+        return False
+    return True
+
+
+def assistant_token_mask(tokenizer: Any, messages: list[dict[str, Any]],
+                         chat_template_kwargs: dict[str, Any] | None = None) -> dict[str, list[int]]:
+    """A conversation's token ids and a mask that is 1 on its assistant turns only.
+
+    Each assistant turn is found by rendering the conversation prefix by
+    prefix: it starts after the turns before it and the generation prompt
+    (the assistant's role header) and ends after the turn itself, its
+    end-of-turn token included (as in TRL's own ``{% generation %}``
+    templates), so the model learns to stop. System and user turns, their
+    headers and the header of each assistant turn stay 0.
+
+    Example:
+        >>> from rlft.core.models import load_tokenizer
+        >>> tok = load_tokenizer("bundled:smollm2-135m-instruct")
+        >>> out = assistant_token_mask(tok, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}])
+        >>> tok.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m])
+        'Hello<|im_end|>\\n'
+    """
+    from trl.data_utils import common_prefix_length
+
+    options = dict(chat_template_kwargs or {})
+
+    def render(turns: list[dict[str, Any]], generation_prompt: bool = False) -> str:
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt,
+                                             **options)
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]  # what apply_chat_template(tokenize=True) does
+
+    full_text = render(messages)
+    input_ids = encode(full_text)
+    mask = [0] * len(input_ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        if i == 0:  # transformers renders no empty prefix: the template's preamble cannot be told apart
+            raise UserError("a conversation opens with an assistant turn, whose tokens rlft cannot tell from the "
+                            "chat template's preamble; start it with a system or user turn, or set "
+                            "assistant_only_loss: false to train on every token")
+        before, through = render(messages[:i], generation_prompt=True), render(messages[:i + 1])
+        if not (full_text.startswith(before) and full_text.startswith(through)):
+            # earlier turns render differently on their own: a span from prefixes would cover the wrong tokens
+            raise UserError(
+                f"the chat template renders a conversation up to its assistant turn {i} differently on its own "
+                "than inside the whole conversation, so rlft cannot find that turn's tokens; use a template with "
+                "{% generation %} markers, or set assistant_only_loss: false to train on every token"
+            )
+        # token boundaries by common prefix: a token merged across a boundary counts as the assistant's
+        start = common_prefix_length(encode(before), input_ids)
+        end = common_prefix_length(encode(through), input_ids)
+        mask[start:end] = [1] * (end - start)
+    return {"input_ids": input_ids, "assistant_masks": mask}
+
+
+def with_assistant_masks(dataset: Any, tokenizer: Any, chat_template_kwargs: dict[str, Any] | None = None) -> Any:
+    """``messages`` rows as the pre-tokenized rows TRL's ``SFTTrainer`` takes: ``input_ids`` + ``assistant_masks``.
+
+    TRL turns ``assistant_masks`` into labels (-100 off the assistant turns),
+    truncates to ``max_length`` and drops rows left with nothing to learn.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from rlft.core.models import load_tokenizer
+        >>> rows = Dataset.from_list([{"messages": [{"role": "user", "content": "Hi"},
+        ...                                         {"role": "assistant", "content": "Hello"}]}])
+        >>> with_assistant_masks(rows, load_tokenizer("bundled:smollm2-135m-instruct")).column_names
+        ['input_ids', 'assistant_masks']
+    """
+    def tokenize(row: dict[str, Any], index: int) -> dict[str, list[int]]:
+        try:
+            return assistant_token_mask(tokenizer, row["messages"], chat_template_kwargs)
+        except UserError as err:
+            raise UserError(f"SFT row {index}: {err}") from None
+
+    return dataset.map(tokenize, with_indices=True, remove_columns=dataset.column_names)

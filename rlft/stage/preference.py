@@ -80,13 +80,14 @@ class PreferenceStage(TrainingStage):
         check_preference_columns(splits["train"].column_names)
 
     def build_trainer(self, args: StageArgs, splits: Any, tokenizer: Any, model: Any) -> Any:
-        from rlft.core import models
+        from rlft.core import data, models
         from rlft.stage.checkpoints import with_atomic_checkpoints
 
         trainer_cls = with_atomic_checkpoints(self.trainer_class())
-        return trainer_cls(model=model, args=args.train, train_dataset=splits["train"].select_columns(list(COLUMNS)),
-                           processing_class=tokenizer, peft_config=models.lora_config(args.model),
-                           **self.trainer_kwargs(args))
+        train = splits["train"].select_columns(list(COLUMNS))
+        train = data.with_template_options(train, args.model.chat_template_kwargs)  # TRL reads them per row
+        return trainer_cls(model=model, args=args.train, train_dataset=train, processing_class=tokenizer,
+                           peft_config=models.lora_config(args.model), **self.trainer_kwargs(args))
 
     def results(self, trainer: Any) -> dict[str, Any]:
         return {"margins": last_logged(trainer.state.log_history, ("rewards/margins", "rewards/accuracies"))}
