@@ -86,17 +86,21 @@ def write_run_files(
     results: dict[str, Any] | None = None,
     launch: dict[str, Any] | None = None,
     status: str = "complete",
+    load_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``recipe.yaml`` and ``rlft_manifest.json`` into ``output_dir``; return the manifest.
 
     ``status`` is ``running`` from the moment training starts, then
     ``complete``, ``halted`` (a training guard stopped it) or ``failed`` (a reward did).
+    ``load_options`` (:meth:`rlft.core.loading.LoadOptions.record`) say how the
+    base was loaded (revision, quantization), so loading the run loads it the same way.
     """
     output_dir = Path(output_dir)
     manifest = {
         "stage": stage,
         "status": status,
         "base_model": base_model,
+        "load_options": load_options or {},
         "seed": seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -185,7 +185,7 @@ def base_model_id(name_or_path: str | None) -> str:
     return name_or_path or ""
 
 
-def load_tokenizer(name_or_path: str | None, padding_side: str = "right"):
+def load_tokenizer(name_or_path: str | None, padding_side: str = "right", options: Any = None):
     """Tokenizer for ``name_or_path`` with a pad token (never resizes the embeddings).
 
     A missing pad token becomes the tokenizer's unk token when it has one that
@@ -198,8 +198,12 @@ def load_tokenizer(name_or_path: str | None, padding_side: str = "right"):
 
     resolved = resolve_model(name_or_path)
     where = resolved.adapter if resolved.adapter and (resolved.adapter / "tokenizer_config.json").exists() else resolved.base
+    kwargs = {}
+    if options is not None and where == resolved.base:  # the recipe's revision / remote code for the base
+        kwargs = {k: v for k, v in options.from_pretrained_kwargs(quantized=False).items()
+                  if k in ("revision", "trust_remote_code")}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(where))
+        tokenizer = AutoTokenizer.from_pretrained(str(where), **kwargs)
     except OSError as err:
         raise UserError(f"cannot load tokenizer for {name_or_path!r}: {one_line(str(err))[:300]}") from None
     if tokenizer.pad_token is None:
@@ -209,12 +213,17 @@ def load_tokenizer(name_or_path: str | None, padding_side: str = "right"):
     return tokenizer
 
 
-def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter: bool = True):
-    """Load a causal LM. An rlft adapter directory loads onto its base.
+def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter: bool = True,
+               options: Any = None):
+    """Load a causal LM. An rlft adapter directory loads onto its base, the way that base was trained.
 
     ``merge_adapter=True`` folds the adapters into the base weights (a plain
     ``transformers`` model to train a new adapter on); ``False`` merges all but
     the top one and returns a ``PeftModel`` (to compare adapter on/off).
+    ``options`` (:class:`rlft.core.loading.LoadOptions`) are the recipe's
+    loading keys for a stage about to train; without them, a run directory's
+    manifest says how its base was loaded (revision, quantization: a QLoRA
+    adapter is merged into the dequantized 4-bit base it was trained on).
 
     Example:
         >>> model = load_model("bundled:smollm2-135m-instruct")
@@ -222,17 +231,17 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
         'LlamaForCausalLM'
     """
     import torch
-    from transformers import AutoModelForCausalLM
 
     from rewards.timeouts import refuse_in_worker_bootstrap
+    from rlft.core.loading import LoadOptions
 
     refuse_in_worker_bootstrap("a model")  # not a second copy of the weights in every reward worker
     resolved = resolve_model(name_or_path)
     torch_dtype = dtype if dtype in (None, "auto") else getattr(torch, dtype)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.base, dtype=torch_dtype or "auto")
-    except OSError as err:
-        raise UserError(f"cannot load model {name_or_path!r}: {one_line(str(err))[:300]}") from None
+    chosen, dequantize = options or LoadOptions(), False
+    if resolved.adapters:  # the base loads as the bottom run recorded it
+        chosen, dequantize = _chain_options(resolved, options, name_or_path)
+    model = _from_pretrained(resolved.base, torch_dtype, chosen, name_or_path, dequantize)
     if resolved.adapters:
         from peft import PeftModel
 
@@ -241,6 +250,39 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
             if merge_adapter or i < len(resolved.adapters) - 1:
                 model = model.merge_and_unload()
     return model
+
+
+def _chain_options(resolved: ResolvedModel, options: Any, name: str | None) -> tuple[Any, bool]:
+    """How to load an adapter chain's base: as its bottom run recorded, with the recipe's runtime choices."""
+    import dataclasses
+
+    from rlft.core.loading import LoadOptions
+
+    recorded = LoadOptions.from_record(read_manifest(resolved.adapters[0]).get("load_options"))
+    if options is None:
+        return recorded, bool(recorded.quantization)
+    if options.quantization:
+        raise UserError(f"load_in_4bit/load_in_8bit quantize a plain base, and {name} is an adapter: "
+                        f"merge it first (rlft merge {name} --out DIR) and train on DIR")
+    if options.revision and options.revision != recorded.revision:
+        raise UserError(f"model_revision: {name} was trained on revision {recorded.revision or 'main'} of its "
+                        f"base; drop model_revision to load it that way")
+    chosen = dataclasses.replace(recorded, attn_implementation=options.attn_implementation,
+                                 trust_remote_code=options.trust_remote_code or recorded.trust_remote_code)
+    return chosen, bool(recorded.quantization)
+
+
+def _from_pretrained(base: str, dtype: Any, options: Any, name: str | None, dequantize: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    from rlft.core.loading import dequantized_base
+
+    try:
+        if dequantize:
+            return dequantized_base(base, options, dtype)
+        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype or "auto", **options.from_pretrained_kwargs(dtype))
+    except OSError as err:
+        raise UserError(f"cannot load model {name!r}: {one_line(str(err))[:300]}") from None
 
 
 def lora_config(model_args: Any):

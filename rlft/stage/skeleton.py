@@ -128,6 +128,7 @@ class TrainingStage:
         from transformers import set_seed
 
         from rlft.core import data, models
+        from rlft.core.loading import LoadOptions
         from rlft.core.runtime import is_main_process, setup_logging
         from rlft.stage import input_checks
         from rlft.stage.run import StageRun
@@ -140,13 +141,14 @@ class TrainingStage:
         record = StageRun(self.name, args.recipe, args.run, args.model)
         record.check(cfg.output_dir)
         input_checks.check_counts(cfg)
+        options = LoadOptions.from_args(args.model, cfg)  # revision, attention, remote code, 4/8-bit
 
         splits = data.load_splits(args.data, seed=cfg.seed)
         self.check_data(args, splits)
         scoring = self.scoring_rewards(args) if args.eval.eval_before_after else []
-        tokenizer = models.load_tokenizer(args.model.model_name_or_path)
+        tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
         input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
-        model = models.load_model(args.model.model_name_or_path, args.model.dtype)  # earlier adapters merged
+        model = models.load_model(args.model.model_name_or_path, args.model.dtype, options=options)  # adapters merged
         input_checks.check_lora_targets(model, args.model)
 
         try:
