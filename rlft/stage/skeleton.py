@@ -129,11 +129,15 @@ class TrainingStage:
 
         from rlft.core import data, models
         from rlft.core.loading import LoadOptions
-        from rlft.core.runtime import is_main_process, setup_logging
+        from rlft.core.runtime import defer_warning, is_main_process, setup_logging
         from rlft.stage import input_checks
+        from rlft.stage.settings import check_settings
         from rlft.stage.run import StageRun
 
         args = StageArgs(*self.parse(argv))
+        idle = check_settings(self.name, args)  # a refused key: one line, before anything loads
+        if idle:
+            defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
         cfg = args.train
         self.output_dir = cfg.output_dir
         setup_logging(cfg.log_level if cfg.log_level != "passive" else "info")

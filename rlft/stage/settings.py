@@ -1,0 +1,223 @@
+"""Every key a stage accepts, and what happens to it: used, used only under a condition, or refused.
+
+A stage's parser accepts the fields of rlft's argument groups, of TRL's
+``ModelConfig`` (through :class:`rlft.core.arguments.ModelArguments`) and of
+TRL's stage config (``SFTConfig``, ``DPOConfig``, ``ORPOConfig``,
+``GRPOConfig``, which extend transformers' ``TrainingArguments``). Each field
+is listed here, by name, with its fate:
+
+- **used**: something reads it (rlft, TRL's trainer or transformers' Trainer);
+- **only with** a condition (``engine: vllm``, ``use_peft: true``, ...): set
+  while the condition does not hold, it is named in one warning line, since
+  it does nothing; a recipe keeps working when the command line switches, e.g.,
+  ``--engine hf``;
+- **refused**: nothing in rlft would honour it (rlft gives its trainers no
+  evaluation split, loads the model itself, generates with its own engine):
+  set to anything but its default, the run stops with one line saying what to
+  use instead, before anything loads.
+
+``tests/test_settings.py`` walks every field of every stage and fails on one
+that is not listed, so a new TRL or transformers field cannot be accepted
+silently.
+
+Example:
+    >>> rules_for("grpo")["use_vllm"].kind
+    'refused'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What happens to one key: ``used``, ``only_with`` (a condition) or ``refused`` (with what to do instead)."""
+
+    kind: str
+    why: str = ""
+    holds: Callable[[Any], bool] | None = None  # only_with: does the condition hold for these StageArgs?
+
+
+USED = Rule("used")
+
+
+def refused(why: str) -> Rule:
+    return Rule("refused", why)
+
+
+def only_with(condition: str, holds: Callable[[Any], bool]) -> Rule:
+    return Rule("only_with", condition, holds)
+
+
+def _names(text: str, rule: Rule) -> dict[str, Rule]:
+    return dict.fromkeys(text.split(), rule)
+
+
+# transformers' Trainer reads these (TRL's trainers subclass it).
+TRAINER_USED = _names("""
+    output_dir per_device_train_batch_size num_train_epochs max_steps learning_rate lr_scheduler_type
+    lr_scheduler_kwargs warmup_steps optim optim_args weight_decay adam_beta1 adam_beta2 adam_epsilon
+    optim_target_modules gradient_accumulation_steps average_tokens_across_devices max_grad_norm
+    label_smoothing_factor bf16 fp16 tf32 gradient_checkpointing gradient_checkpointing_kwargs torch_compile
+    torch_compile_backend torch_compile_mode use_liger_kernel liger_kernel_config use_cache neftune_noise_alpha
+    torch_empty_cache_steps auto_find_batch_size logging_strategy logging_steps logging_first_step
+    log_on_each_node include_num_input_tokens_seen log_level log_level_replica disable_tqdm report_to run_name
+    project trackio_space_id trackio_bucket_id trackio_static_space_id save_only_model save_strategy save_steps
+    save_on_each_node save_total_limit enable_jit_checkpoint push_to_hub hub_token hub_private_repo hub_model_id
+    hub_strategy hub_always_push hub_revision ignore_data_skip restore_callback_states_from_checkpoint
+    full_determinism seed data_seed use_cpu accelerator_config parallelism_config dataloader_drop_last
+    dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor
+    dataloader_multiprocessing_context dataloader_in_order remove_unused_columns label_names
+    train_sampling_strategy length_column_name ddp_find_unused_parameters ddp_bucket_cap_mb ddp_broadcast_buffers
+    ddp_static_graph ddp_backend ddp_timeout fsdp fsdp_config deepspeed debug skip_memory_metrics local_rank
+""", USED)
+
+NO_EVAL = ("rlft gives the trainer no evaluation split; the greedy before/after check on held-out prompts "
+           "runs at the end (eval_samples, eval_before_after)")
+TRAINER_REFUSED = {
+    **_names("""eval_strategy eval_steps eval_delay per_device_eval_batch_size prediction_loss_only eval_on_start
+                eval_do_concat_batches eval_use_gather_object eval_accumulation_steps include_for_metrics
+                batch_eval_metrics bf16_full_eval fp16_full_eval load_best_model_at_end metric_for_best_model
+                greater_is_better do_eval do_predict""", refused(NO_EVAL)),
+    "do_train": refused("rlft stages always train; drop it"),
+    "resume_from_checkpoint": refused("use resume: true (rlft finds the run's last complete checkpoint)"),
+    "logging_nan_inf_filter": refused("rlft logs a NaN loss as NaN so its training guard can stop the run"),
+}
+
+
+def _peft(args: Any) -> bool:
+    return bool(args.model.use_peft)
+
+
+def _four_bit(args: Any) -> bool:
+    return bool(args.model.load_in_4bit)
+
+
+MODEL = {
+    **_names("model_name_or_path model_revision dtype attn_implementation use_peft load_in_4bit load_in_8bit "
+             "chat_template_kwargs", USED),
+    **_names("lora_r lora_alpha lora_dropout lora_target_modules lora_target_parameters lora_modules_to_save "
+             "lora_task_type use_rslora use_dora", only_with("use_peft: true", _peft)),
+    **_names("bnb_4bit_quant_type use_bnb_nested_quant bnb_4bit_quant_storage",
+             only_with("load_in_4bit: true", _four_bit)),
+}
+
+RLFT = _names("""dataset_name dataset_config dataset_train_split dataset_test_split test_size num_train_samples
+                 num_test_samples task_kwargs prompt_column prompt_instruction eval_before_after eval_samples
+                 eval_max_new_tokens eval_batch_size reward_funcs reward_kwargs resume overwrite""", USED)
+
+MODEL_LOADED_BY_RLFT = refused("rlft loads the model itself: use model_name_or_path, dtype, attn_implementation, "
+                               "model_revision, load_in_4bit/load_in_8bit")
+COMMON_TRL = {"model_init_kwargs": MODEL_LOADED_BY_RLFT, "trust_remote_code": USED}
+
+
+def _vllm(args: Any) -> bool:
+    from rlft.rollout.engine import RolloutArguments
+
+    return args.get(RolloutArguments).engine == "vllm"
+
+
+def _hf(args: Any) -> bool:
+    return not _vllm(args)
+
+
+TRL_VLLM = ("rlft's engine: vllm runs vLLM inside the training process and keeps it in sync itself; "
+            "TRL's own vLLM modes are not wired in")
+GRPO = {
+    **_names("""beta cast_lm_head_to_fp32 chat_template_kwargs delta disable_dropout entropy_coef entropy_coef_delta
+                entropy_coef_max entropy_coef_min entropy_target epsilon epsilon_high generation_batch_size
+                importance_sampling_level log_completions log_completions_hub_repo log_multimodal log_unique_prompts
+                loss_type mask_truncated_completions max_completion_length multi_objective_aggregation
+                num_completions_to_print num_generations num_iterations off_policy_mask_threshold pad_to_multiple_of
+                ref_model_mixup_alpha ref_model_sync_steps reward_weights router_aux_loss_coef sapo_temperature_neg
+                sapo_temperature_pos scale_rewards shuffle_dataset steps_per_generation sync_ref_model temperature
+                top_entropy_quantile top_k top_p repetition_penalty use_adaptive_entropy use_bias_correction_kl
+                vespo_k_neg vespo_k_pos vespo_lambda_neg vespo_lambda_pos min_p generation_kwargs""", USED),
+    # TRL's transformers generation reads these; rlft's vLLM engine does not
+    **_names("""cache_implementation use_transformers_paged use_transformers_continuous_batching
+                transformers_continuous_batching_config ds3_gather_for_generation""",
+             only_with("engine: hf", _hf)),
+    # rlft's vLLM engine and TRL's importance-sampling correction against it read these
+    **_names("""vllm_gpu_memory_utilization vllm_importance_sampling_correction vllm_importance_sampling_mode
+                vllm_importance_sampling_cap vllm_importance_sampling_clip_min vllm_importance_sampling_clip_max
+                vllm_sync vllm_dtype vllm_max_model_len sync_check sync_check_tolerance""",
+             only_with("engine: vllm", _vllm)),
+    **_names("""use_vllm vllm_mode vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout
+                vllm_group_port vllm_tensor_parallel_size vllm_enable_sleep_mode vllm_model_impl""",
+             refused(f"{TRL_VLLM}: use engine: vllm")),
+    "vllm_max_model_length": refused("use vllm_max_model_len (rlft's engine reads that one)"),
+    "vllm_structured_outputs_regex": refused("rlft's vLLM engine does not constrain its outputs"),
+    "num_generations_eval": refused(NO_EVAL),
+    "max_tool_calling_iterations": refused("rlft's GRPO passes no tools to TRL"),
+    **_names("engine on_reward_error skip_zero_advantage length_buckets", USED),
+}
+
+SFT = {
+    **_names("""activation_offloading assistant_only_loss chat_template_path completion_only_loss dataset_kwargs
+                dataset_num_proc eos_token loss_type max_length packing packing_strategy pad_to_multiple_of
+                pad_token padding_free router_aux_loss_coef shuffle_dataset truncation_mode sft_target_column""",
+             USED),
+    "dataset_text_field": refused("rlft gives SFT prompt/completion or messages rows, never a text column"),
+    "eval_packing": refused(NO_EVAL),
+}
+
+DPO = _names("""activation_offloading beta dataset_num_proc disable_dropout discopop_tau f_alpha_divergence_coef
+                f_divergence_type label_smoothing ld_alpha loss_type loss_weights max_length pad_to_multiple_of
+                pad_token padding_free precompute_ref_batch_size precompute_ref_log_probs ref_model_mixup_alpha
+                ref_model_sync_steps router_aux_loss_coef sync_ref_model truncation_mode use_weighting""", USED)
+
+ORPO = {
+    **_names("beta dataset_num_proc disable_dropout is_encoder_decoder max_completion_length max_length "
+             "padding_value", USED),
+    "generate_during_eval": refused(NO_EVAL),
+}
+
+NOT_SFT = refused("sft_target_column is the SFT stage's; this stage does not read it")
+STAGES = {"sft": SFT, "dpo": DPO, "orpo": ORPO, "grpo": GRPO}
+
+
+def rules_for(stage: str) -> dict[str, Rule]:
+    """Every key the stage accepts, with its :class:`Rule`.
+
+    Example:
+        >>> rules_for("sft")["sft_target_column"].kind, rules_for("dpo")["sft_target_column"].kind
+        ('used', 'refused')
+    """
+    rules = {**TRAINER_USED, **TRAINER_REFUSED, **MODEL, **RLFT, **COMMON_TRL, **STAGES[stage]}
+    rules.setdefault("sft_target_column", NOT_SFT)
+    return rules
+
+
+def _defaults(parts: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        for f in fields(part):
+            if f.default is not MISSING:
+                out.setdefault(f.name, f.default)
+            elif f.default_factory is not MISSING:
+                out.setdefault(f.name, f.default_factory())
+    return out
+
+
+def check_settings(stage: str, args: Any) -> list[str]:
+    """Refuse a refused key the recipe sets (one-line ``UserError``); return the keys set that do nothing here.
+
+    A key counts as set when the recipe or the command line gives it a value
+    other than its default. The caller warns about the returned keys.
+    """
+    from rlft.core.errors import UserError
+
+    rules, defaults = rules_for(stage), _defaults(args.parts)
+    idle = []
+    for key, value in args.recipe.items():
+        rule = rules.get(key)
+        if rule is None or value == defaults.get(key, object()):
+            continue
+        if rule.kind == "refused":
+            raise UserError(f"{key}: not used by rlft {stage}: {rule.why}")
+        if rule.kind == "only_with" and not rule.holds(args):
+            idle.append(f"{key} (only with {rule.why})")
+    return idle

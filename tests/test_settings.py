@@ -1,0 +1,71 @@
+"""Every key a stage accepts is used, used only under a stated condition, or refused with one line."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import fields
+
+import pytest
+
+from rlft.stage.settings import check_settings, rules_for
+from rlft.stage.skeleton import StageArgs
+from tests.conftest import run_cmd
+
+STAGES = {"sft": "sft", "dpo": "dpo", "orpo": "orpo", "grpo": "math"}
+
+
+def stage_args(stage: str, *extra: str, tmp_path) -> StageArgs:
+    module = importlib.import_module(f"rlft.{stage}")
+    return StageArgs(*module.parse([f"recipes/{STAGES[stage]}.yaml", "--output_dir", str(tmp_path), *extra]))
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_every_field_of_every_stage_has_a_rule(stage, tmp_path):
+    args = stage_args(stage, tmp_path=tmp_path)
+    accepted = {f.name for part in args.parts for f in fields(part)}
+    rules = rules_for(stage)
+    unlisted = sorted(accepted - set(rules))
+    assert not unlisted, f"{stage} accepts keys nothing says it uses or refuses: {unlisted}"
+    stale = sorted(set(rules) - accepted)
+    assert not stale, f"rules for keys {stage} does not accept: {stale}"
+
+
+@pytest.mark.parametrize(("stage", "flags", "named"), [
+    ("grpo", ["--use_vllm", "true"], "use_vllm"),
+    ("sft", ["--eval_strategy", "steps"], "eval_strategy"),
+    ("dpo", ["--sft_target_column", "answer"], "sft_target_column"),
+    ("orpo", ["--model_init_kwargs", "{\"device_map\": \"auto\"}"], "model_init_kwargs"),
+    ("grpo", ["--resume_from_checkpoint", "runs/x/checkpoint-2"], "resume: true"),
+])
+def test_a_refused_key_is_one_line_on_stderr_and_exit_2(stage, flags, named, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cmd(["python", "-m", f"rlft.{stage}", f"recipes/{STAGES[stage]}.yaml", "--output_dir", str(out),
+                    *flags], timeout=120)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and named in lines[0]
+    assert not out.exists(), "a refused run must not create its output directory"
+
+
+def test_refused_in_a_recipe_file_too(tmp_path):
+    from rlft.core.errors import UserError
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(open("recipes/sft.yaml").read() + "\ndo_eval: true\n")
+    args = StageArgs(*importlib.import_module("rlft.sft").parse([str(recipe), "--output_dir", str(tmp_path / "o")]))
+    with pytest.raises(UserError, match="do_eval: not used by rlft sft"):
+        check_settings("sft", args)
+
+
+def test_keys_for_the_other_engine_are_named_not_refused(tmp_path):
+    args = stage_args("grpo", "--engine", "hf", "--vllm_dtype", "float32", "--min_p", "0.1", tmp_path=tmp_path)
+    assert check_settings("grpo", args) == ["vllm_dtype (only with engine: vllm)"]
+    args = stage_args("grpo", "--engine", "vllm", "--cache_implementation", "static", tmp_path=tmp_path)
+    assert check_settings("grpo", args) == ["cache_implementation (only with engine: hf)"]
+    args = stage_args("sft", "--use_peft", "false", tmp_path=tmp_path)  # sft.yaml sets lora_r and friends
+    assert all("only with use_peft: true" in key for key in check_settings("sft", args))
+
+
+def test_defaults_and_the_shipped_recipes_set_nothing_refused(tmp_path):
+    for stage in STAGES:
+        assert check_settings(stage, stage_args(stage, tmp_path=tmp_path)) == []
