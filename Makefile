@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning lint clean
+.PHONY: setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal lint clean
 
 setup: $(STAMP)
 
@@ -48,8 +48,8 @@ demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
-# All five take ~95 min on 2 CPU cores; reports land in runs/bench/*.json.
-bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning
+# All six take ~100 min on 2 CPU cores; reports land in runs/bench/*.json.
+bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal
 
 bench-rewards: setup
 	$(PY) tests/bench/bench_rewards.py
@@ -67,6 +67,10 @@ bench-buckets: setup
 
 bench-learning: setup
 	$(PY) tests/bench/bench_learning.py
+
+# A bad recipe as a user meets it: stderr lines and seconds to refuse, now vs a baseline commit (~3 min).
+bench-refusal: setup
+	$(PY) tests/bench/bench_refusal.py
 
 lint: setup
 	$(VENV)/bin/ruff check rlft rewards tests

@@ -202,3 +202,32 @@ def test_enable_thinking_off_reaches_the_closing_check(thinking_tokenizer, bundl
         model.unload()  # the session's shared model goes back without the adapter
     assert len(seen) == 2 and all(p.startswith(THINKING_OFF) for p in seen)  # base, then trained
     assert [r["model"] for r in result["table"]] == ["base", "trained"]
+
+
+@pytest.mark.slow
+def test_default_eval_reproduces_byte_for_byte_in_fresh_processes(bundled_dir, tmp_path):
+    from tests.conftest import run_cmd
+
+    def run(name):
+        proc = run_cmd(["python", "-m", "rlft.eval", "recipes/eval_math.yaml", "--models", "base",
+                        "--eval_samples", "16", "--num_test_samples", "16", "--eval_max_new_tokens", "48",
+                        "--general_suite", "false", "--vllm_gpu_memory_utilization", "0.15",
+                        "--output_dir", str(tmp_path / name)], timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads((tmp_path / name / "results.json").read_text())
+
+    first, second = run("a"), run("b")
+    assert first["engine"] == {"engine": "vllm", "dtype": "float32"}  # the default: reproducible
+    assert (tmp_path / "a" / "samples.jsonl").read_bytes() == (tmp_path / "b" / "samples.jsonl").read_bytes()
+    assert "byte-reproducible" in (tmp_path / "a" / "report.md").read_text()
+    assert first["models"] == second["models"]
+
+
+def test_bf16_evaluation_must_be_asked_for_as_not_reproducible():
+    from rlft.core.errors import UserError
+    from rlft.evaluation.compare import EvalRunArguments, eval_dtype
+
+    with pytest.raises(UserError, match="reproducible: false"):
+        EvalRunArguments(vllm_dtype="bfloat16")
+    assert eval_dtype(EvalRunArguments(vllm_dtype="bfloat16", reproducible=False)) == "bfloat16"
+    assert eval_dtype(EvalRunArguments()) == "float32"

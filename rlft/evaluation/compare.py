@@ -185,9 +185,10 @@ def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict],
 def eval_dtype(args: Any) -> str:
     """The evaluation engine's dtype: ``auto`` is float32 unless ``reproducible: false`` allows bf16.
 
-    On this class of CPU (AMX), bf16 greedy text changed between two runs of
-    the same command (5 of the first 44 prompts); float32 reproduced byte for
-    byte. So reproducible evaluation, the default, runs the engine in float32.
+    On a Xeon with AMX, bf16 greedy text was reported to change between two
+    runs of the same command (5 of the first 44 prompts, issue #22); float32
+    reproduces byte for byte (``tests/test_eval.py``). So reproducible
+    evaluation, the default, runs the engine in float32.
 
     Example:
         >>> eval_dtype(EvalRunArguments())
