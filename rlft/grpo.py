@@ -12,6 +12,7 @@ Completions come from ``engine`` (``hf``: TRL's own generation; ``vllm``:
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,8 @@ from rlft.stage.skeleton import TrainingStage
 from rlft.training.length_buckets import LengthBucketArguments
 from rlft.training.zero_advantage import ZeroAdvantageArguments
 
+logger = logging.getLogger("rlft.grpo")
+
 
 class GRPO(TrainingStage):
     name = "grpo"
@@ -30,6 +33,7 @@ class GRPO(TrainingStage):
     def __init__(self) -> None:
         self.reward_funcs: list = []  # built and checked in check_data, before the model loads
         self.engine = None  # the vLLM engine, when the recipe asks for one
+        self.fallback: dict = {}  # why the rollouts came from hf when the recipe asked for vllm
 
     def config_class(self) -> type:
         from trl import GRPOConfig
@@ -42,11 +46,18 @@ class GRPO(TrainingStage):
         All before the model loads and the output directory is claimed.
         """
         from rlft.core.data import require_columns
+        from rlft.core.errors import UserError
         from rlft.rollout.engine import resolve_sync
         from rlft.stage.input_checks import checked_rewards
 
         require_columns(splits["train"], ["prompt"], "the GRPO stage")
         rollout = args.get(RolloutArguments)
+        if rollout.engine == "vllm" and (args.model.load_in_4bit or args.model.load_in_8bit):
+            # Measured on CPU: bitsandbytes' first forward without gradients repacks the 4-bit weights in
+            # place, after which dequantizing them (what a merged sync needs) gives wrong weights (off by
+            # up to 9.3 on the bundled model). Until the engine keeps its own dequantized copy, refuse.
+            raise UserError("engine: vllm cannot follow a quantized (QLoRA) policy yet: its merged sync needs "
+                            "the dequantized base; use engine: hf with load_in_4bit/load_in_8bit")
         if rollout.engine == "vllm":  # e.g. vllm_sync: adapter with DoRA, which vLLM cannot load
             resolve_sync(rollout.vllm_sync, args.model.use_peft, args.model.use_dora)
         self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0],
@@ -54,11 +65,10 @@ class GRPO(TrainingStage):
 
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.core import models
-        from rlft.rollout.engine import make_engine
         from rlft.stage.checkpoints import with_atomic_checkpoints
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
-        self.engine = make_engine(args.get(RolloutArguments), args.train, args.model, tokenizer, start_model=model)
+        self.engine = self.start_engine(args.get(RolloutArguments), args, tokenizer, model)
         return with_atomic_checkpoints(RlftGRPOTrainer)(
             model=model, reward_funcs=self.reward_funcs, args=args.train, train_dataset=splits["train"],
             processing_class=tokenizer, peft_config=models.lora_config(args.model), engine=self.engine,
@@ -69,8 +79,23 @@ class GRPO(TrainingStage):
     def scoring_rewards(self, args) -> list:
         return self.reward_funcs  # the trained-on rewards, already built and checked
 
+    def start_engine(self, rollout, args, tokenizer, model):
+        """The vLLM engine the recipe asks for; if it cannot start, hf (recorded) or a one-line stop."""
+        from rlft.core.errors import UserError
+        from rlft.rollout.engine import EngineStartError, make_engine
+
+        try:
+            return make_engine(rollout, args.train, args.model, tokenizer, start_model=model)
+        except EngineStartError as err:
+            if rollout.rollout_fallback == "error":
+                raise UserError(f"engine: vllm could not start ({err}); rollout_fallback: error stops here "
+                                "(rollout_fallback: hf generates with transformers instead)") from None
+            logger.warning("vLLM engine unavailable (%s); generating with transformers (engine: hf) instead", err)
+            self.fallback = {"fallback_from": "vllm", "fallback_reason": str(err)}
+            return None
+
     def results(self, trainer) -> dict:
-        return {"rollout": self.engine.describe() if self.engine else {"engine": "hf"}}
+        return {"rollout": self.engine.describe() if self.engine else {"engine": "hf", **self.fallback}}
 
     def close(self) -> None:
         if self.engine:

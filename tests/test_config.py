@@ -233,7 +233,7 @@ def test_every_stage_logs_to_tensorboard_unless_told_not_to(module, recipe, tmp_
     import importlib
 
     stage = importlib.import_module(f"rlft.{module}")
-    (*_, cfg), resolved = stage.parse([f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path)])
+    (*_, cfg), _ = stage.parse([f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path)])
     assert cfg.report_to == ["tensorboard"]
     (*_, cfg), _ = stage.parse([f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path), "--report_to", "none"])
     assert cfg.report_to == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -69,6 +70,8 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
     if engine[0] == "vllm":
         assert rollout["sync"] == engine[1] and rollout["syncs"] == 1  # after step 1; step 2 is the last
         assert all("sampling/importance_sampling_ratio/mean" in e for e in steps)  # TRL's IS correction ran
+        check = rollout["sync_check"]  # the sync after step 1 was checked, and passed
+        assert check["checks"] == 1 and steps[1]["sync/logprob_gap"] <= check["tolerance"], (steps[1], check)
     if engine == ["vllm", "merged"]:
         assert not (out / "old.txt").exists() and len(list((out / "completions").glob("*.parquet"))) == 2
 
@@ -123,11 +126,20 @@ def test_enable_thinking_off_reaches_the_rollout_prompts(thinking_tokenizer, tmp
     assert all(text.startswith(f"{THINKING_OFF}\n<|im_start|>system") for text in texts), texts
 
 
-def test_full_fine_tuning_runs(tmp_path, bundled_dir):
+def test_full_fine_tuning_updates_every_trained_weight(tmp_path, bundled_dir):
+    from safetensors.torch import load_file
+
     out = tmp_path / "full"
     manifest = grpo.main([*TINY, "--output_dir", str(out), "--engine", "hf", "--use_peft", "false",
-                          "--max_steps", "1", "--learning_rate", "1e-6", "--bf16", "false"])
-    assert (out / "model.safetensors").exists() and manifest["results"]["table"][0]["model"] == "base"
+                          "--max_steps", "1", "--learning_rate", "1e-5", "--warmup_steps", "0", "--bf16", "false"])
+    assert manifest["results"]["table"][0]["model"] == "base"
+    before = load_file(bundled_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    moved = [k for k in after if k in before and not torch.equal(after[k], before[k])]
+    assert len(moved) > len(after) // 2, f"one full-fine-tuning step moved only {len(moved)}/{len(after)} tensors"
+    log = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+    step = next(e for e in log if "loss" in e)
+    assert step["grad_norm"] > 0 and math.isfinite(step["loss"])
 
 
 # -- vLLM against HF+peft on the same adapter (float32, where the two agree exactly) --------------

@@ -64,3 +64,66 @@ def test_in_place_updates_follow_full_fine_tuning(tmp_path):
         assert_file_holds(tmp_path / "merged" / "model.safetensors", model)
     finally:
         file.close()
+
+
+# -- DoRA: the merged file holds peft's own merge (magnitude vector included) ---------------------
+
+
+def with_dora(model):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_dora=True,
+                                            init_lora_weights=False))
+
+
+def peft_merged(model):
+    """peft's ``merge_and_unload`` on a deep copy: the reference DoRA merge."""
+    import copy
+
+    return copy.deepcopy(model).merge_and_unload().state_dict()
+
+
+def assert_matches_peft(stored, model):
+    expected = peft_merged(model)
+    assert set(stored) <= set(expected)
+    for key, tensor in stored.items():
+        torch.testing.assert_close(tensor, expected[key], rtol=0, atol=1e-6, msg=key)
+
+
+def train_dora_step(model, scale=0.1):
+    """Move every trainable tensor (A, B and the magnitude vector), as an optimizer step would."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * scale)
+
+
+def test_dora_merge_equals_peft_merge_and_unload(tmp_path):
+    model = with_dora(tiny_llama(tie=False)).eval()
+    train_dora_step(model)  # magnitudes away from the weight norms: the magnitude vector now matters
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    merged = merged_state_dict(model)
+    assert_matches_peft(merged, model)
+    without_magnitude = model.get_base_model().model.layers[0].self_attn.q_proj
+    plain = without_magnitude.base_layer.weight + without_magnitude.get_delta_weight("default")
+    assert not torch.allclose(merged["model.layers.0.self_attn.q_proj.weight"], plain, atol=1e-3), \
+        "W + BA alone must differ, or this test proves nothing about the magnitude vector"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, live[key]), f"merging changed the live model's {key}"
+    ids = torch.randint(0, 64, (1, 12))
+    reference = type(model.get_base_model())(model.get_base_model().config).eval()
+    reference.load_state_dict(merged, strict=False)
+    with torch.no_grad():  # the merged weights compute what the adapter computes
+        torch.testing.assert_close(reference(ids).logits, model(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_dora_in_place_updates_equal_peft_merge(tmp_path):
+    model = with_dora(tiny_llama(tie=True)).eval()
+    file = MergedWeightsFile(model, tmp_path, tmp_path / "merged")
+    try:
+        for _ in range(2):
+            train_dora_step(model)
+            file.update(model)
+            assert_matches_peft(load_file(tmp_path / "merged" / "model.safetensors"), model)
+    finally:
+        file.close()

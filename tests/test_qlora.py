@@ -78,6 +78,12 @@ def test_loading_the_run_merges_into_the_dequantized_base(qlora_run, bundled_dir
     assert gap < 1e-3, f"merged QLoRA model's logits differ from HF+peft's by {gap}"
     assert naive_gap > 0.1, "merging into the original float weights leaves the quantization error out"
     assert greedy(merged, bundled_tokenizer) == greedy(reference, bundled_tokenizer)
+    from rlft.commands.merge import merge
+
+    merge(str(out), out.parent / "merged")  # rlft merge: the same dequantized merge, saved as a plain model
+    saved = AutoModelForCausalLM.from_pretrained(out.parent / "merged", dtype=torch.float32)
+    with torch.no_grad():
+        assert (saved(**ids).logits - merged(**ids).logits).abs().max().item() < 1e-5
 
 
 def test_quantized_full_fine_tuning_is_refused(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_refused_in_a_recipe_file_too(tmp_path):
     from rlft.core.errors import UserError
 
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(open("recipes/sft.yaml").read() + "\ndo_eval: true\n")
+    recipe.write_text(Path("recipes/sft.yaml").read_text() + "\ndo_eval: true\n")
     args = StageArgs(*importlib.import_module("rlft.sft").parse([str(recipe), "--output_dir", str(tmp_path / "o")]))
     with pytest.raises(UserError, match="do_eval: not used by rlft sft"):
         check_settings("sft", args)

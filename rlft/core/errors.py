@@ -38,6 +38,22 @@ class UserError(Exception):
     """Bad input from the user: reported as one line, exit code 2 (subclasses may set ``exit_code``)."""
 
 
+class RunStopped(RuntimeError):
+    """A library layer stopped training mid-step: a failing reward, a rollout engine off the policy.
+
+    Defined here so that every layer can raise it and the stage, which may
+    import none of them, can catch it: :meth:`rlft.stage.run.StageRun.train`
+    saves a checkpoint of the last finished step and ends the run with one
+    line (exit code 3): the message, the checkpoint, then :attr:`advice`.
+
+    Example:
+        >>> RunStopped("the reward failed").advice
+        'fix the cause and rerun with --resume'
+    """
+
+    advice = "fix the cause and rerun with --resume"
+
+
 def one_line(message: str) -> str:
     """Collapse a message to a single line (library errors often span several)."""
     return " ".join(str(message).split())

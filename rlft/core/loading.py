@@ -144,6 +144,23 @@ def is_quantized(model: Any) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
 
 
+def float_weight(layer: Any) -> Any:
+    """A linear layer's weight as a float tensor: dequantized (bitsandbytes, through peft) when it is quantized.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 3)
+        >>> float_weight(layer) is layer.weight
+        True
+    """
+    weight = getattr(layer, "weight", None)
+    if hasattr(weight, "quant_state") or type(layer).__name__ == "Linear8bitLt":
+        from peft.utils.integrations import dequantize_module_weight
+
+        return dequantize_module_weight(layer)
+    return weight
+
+
 def dequantized_base(base: str, options: LoadOptions, dtype: Any = None) -> Any:
     """The float model a QLoRA adapter was trained against: ``base`` quantized, then dequantized exactly.
 
@@ -152,7 +169,6 @@ def dequantized_base(base: str, options: LoadOptions, dtype: Any = None) -> Any:
     ``dequantize_module_weight``) into the float copy.
     """
     import torch
-    from peft.utils.integrations import dequantize_module_weight
     from transformers import AutoModelForCausalLM
 
     quantized = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or "auto",
@@ -164,10 +180,11 @@ def dequantized_base(base: str, options: LoadOptions, dtype: Any = None) -> Any:
     with torch.no_grad():
         for name, module in plain.named_modules():
             source = layers.get(name)
-            was_quantized = source is not None and (hasattr(getattr(source, "weight", None), "quant_state")
-                                                    or type(source).__name__ == "Linear8bitLt")
-            if isinstance(module, torch.nn.Linear) and was_quantized:
-                module.weight.copy_(dequantize_module_weight(source).to(module.weight.dtype))
+            if source is None or not isinstance(module, torch.nn.Linear):
+                continue
+            weight = float_weight(source)
+            if weight is not source.weight:  # it was quantized
+                module.weight.copy_(weight.to(module.weight.dtype))
                 copied += 1
     logger.info("dequantized %d quantized linear layers of %s (%d-bit)", copied, base, options.quantization["bits"])
     del quantized

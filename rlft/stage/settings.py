@@ -115,9 +115,8 @@ COMMON_TRL = {"model_init_kwargs": MODEL_LOADED_BY_RLFT, "trust_remote_code": US
 
 
 def _vllm(args: Any) -> bool:
-    from rlft.rollout.engine import RolloutArguments
-
-    return args.get(RolloutArguments).engine == "vllm"
+    # the rollout group by its field (stage may not import rollout): GRPO's RolloutArguments
+    return any(getattr(part, "vllm_sync", None) is not None and part.engine == "vllm" for part in args.parts)
 
 
 def _hf(args: Any) -> bool:
@@ -143,7 +142,7 @@ GRPO = {
     # rlft's vLLM engine and TRL's importance-sampling correction against it read these
     **_names("""vllm_gpu_memory_utilization vllm_importance_sampling_correction vllm_importance_sampling_mode
                 vllm_importance_sampling_cap vllm_importance_sampling_clip_min vllm_importance_sampling_clip_max
-                vllm_sync vllm_dtype vllm_max_model_len sync_check sync_check_tolerance""",
+                vllm_sync vllm_dtype vllm_max_model_len sync_check sync_check_tolerance rollout_fallback""",
              only_with("engine: vllm", _vllm)),
     **_names("""use_vllm vllm_mode vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout
                 vllm_group_port vllm_tensor_parallel_size vllm_enable_sleep_mode vllm_model_impl""",

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-
 #: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
 #: (local, no account; ``report_to: none`` turns them off).
 STAGE_DEFAULTS = {"report_to": ["tensorboard"]}
@@ -112,7 +111,12 @@ class TrainingStage:
     # -- the sequence, once --
     def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
         """The recipe's argument groups (data, eval, model, extras, run, TRL config) and the resolved recipe."""
-        from rlft.core.arguments import DataArguments, EvalArguments, ModelArguments, RewardArguments
+        from rlft.core.arguments import (
+            DataArguments,
+            EvalArguments,
+            ModelArguments,
+            RewardArguments,
+        )
         from rlft.core.recipe import parse_recipe
         from rlft.core.run_dir import RunArguments
         from rlft.core.runtime import cpu_precision, launcher_precision, platform_defaults
@@ -131,8 +135,8 @@ class TrainingStage:
         from rlft.core.loading import LoadOptions
         from rlft.core.runtime import defer_warning, is_main_process, setup_logging
         from rlft.stage import input_checks
-        from rlft.stage.settings import check_settings
         from rlft.stage.run import StageRun
+        from rlft.stage.settings import check_settings
 
         args = StageArgs(*self.parse(argv))
         idle = check_settings(self.name, args)  # a refused key: one line, before anything loads

@@ -36,7 +36,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from rewards.timeouts import WorkersFailed
-from rlft.core.errors import UserError, one_line
+from rlft.core.errors import RunStopped, UserError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,15 @@ KL_WARN = 1.0  # nats per token; TRL's KL estimate normally stays well under 0.1
 
 
 class TrainingHalted(UserError):
-    """Training stopped itself (non-finite numbers, a failing reward); a checkpoint was saved."""
+    """Training stopped itself (non-finite numbers, a failing reward, a failed sync check); a checkpoint was saved."""
 
     exit_code = 3
 
 
-class RewardFailure(RuntimeError):
+class RewardFailure(RunStopped):
     """A reward failed mid-run under ``on_reward_error: stop``; carries a one-line description."""
+
+    advice = "fix the reward and rerun with --resume, or set on_reward_error: skip"
 
 
 def _short(value: Any, limit: int = 160) -> str:

@@ -27,6 +27,7 @@ from trl.extras.profiling import profiling_context
 from rewards.timeouts import refuse_in_worker_bootstrap
 from rlft.training.importance import DeferredImportanceSampling
 from rlft.training.length_buckets import LengthBuckets
+from rlft.training.sync_canary import SyncCanary
 from rlft.training.zero_advantage import ZeroAdvantageSkipping
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
     advantage skip the training pass where that leaves the gradient unchanged
     (``skip_zero_advantage``, :mod:`rlft.training.zero_advantage`), and the
     rows that remain are trained in length buckets, with less padding
-    (``length_buckets``, :mod:`rlft.training.length_buckets`). Stages add
-    atomic checkpoints (:func:`rlft.stage.checkpoints.with_atomic_checkpoints`).
+    (``length_buckets``, :mod:`rlft.training.length_buckets`). After each
+    sync, engine and trainer score a fixed probe and must agree
+    (``sync_check``, :mod:`rlft.training.sync_canary`; logged as
+    ``sync/logprob_gap``). Stages add atomic checkpoints
+    (:func:`rlft.stage.checkpoints.with_atomic_checkpoints`).
     """
 
     def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False,
@@ -76,6 +80,10 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
         self.enable_zero_advantage_skipping(skip_zero_advantage)
         self.enable_length_buckets(length_buckets)
         self.engine = engine
+        self.sync_canary: SyncCanary | None = None
+        if engine is not None and getattr(engine, "sync_check", False):  # test stand-ins have none
+            # every rank takes the worst figures, so all stop together or none does
+            self.sync_canary = SyncCanary(engine, reduce=self._worst_over_ranks)
         if engine is not None:
             self.use_vllm = True
             self.vllm_generation = engine  # TRL reads the engine's ``llm`` through this name
@@ -85,10 +93,17 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
         # TRL would call ``vllm_generation.sync_weights()`` here with no arguments; the
         # engine is given the policy instead, so it needs no reference to this trainer.
         if self.engine is not None and self.state.global_step != self._last_loaded_step:
+            policy = self.accelerator.unwrap_model(self.model)
             with profiling_context(self, "sync_weights"):
-                self.engine.sync_weights(self.accelerator.unwrap_model(self.model))
+                self.engine.sync_weights(policy)
             self._last_loaded_step = self.state.global_step
+            if self.sync_canary is not None:  # before any rollout comes from the new weights
+                with profiling_context(self, "sync_check"):
+                    self.sync_canary.check(policy, self.state.global_step)
         return super()._generate(prompts)
+
+    def _worst_over_ranks(self, figures: Any) -> Any:
+        return self.accelerator.gather(figures[None].to(self.accelerator.device)).amax(0).cpu()
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs or any(k.startswith("rewards/") for k in logs):  # a training log, not the summary
@@ -96,6 +111,8 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
             for key, value in now.items():
                 logs[key] = value - self._last_counters.get(key, 0)
             self._last_counters = now
+            if self.sync_canary is not None:
+                logs.update(self.sync_canary.pop_logs())
             if self.log_completions and self.accelerator.is_main_process:
                 # TRL makes this folder in __init__; ``--overwrite`` empties the output dir after that
                 os.makedirs(os.path.join(self.args.output_dir, "completions"), exist_ok=True)

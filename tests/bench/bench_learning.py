@@ -50,8 +50,8 @@ def evaluate(recipe: str, models: dict[str, str | None]) -> dict[str, dict]:
 
     from rlft.core import data
     from rlft.core import models as rlft_models
-    from rlft.evaluation.generation import hf_completions
     from rlft.core.arguments import RewardArguments
+    from rlft.evaluation.generation import hf_completions
     from rlft.evaluation.scoring import score_outputs, table_rows
     from rlft.grpo import parse
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, python, write_report  # noqa: E402
+from common import ROOT, python, write_report
 
 BAD = {
     "unknown key": ["grpo", "recipes/math.yaml", "--no_such_key", "1"],
