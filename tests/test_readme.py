@@ -49,8 +49,11 @@ def test_the_two_commands_are_the_first_commands_shown():
 def test_the_front_door_shows_the_current_result_and_links_the_docs():
     text = (REPO / "README.md").read_text()
     front = text.split("## Run a stage", 1)[0]
-    assert re.search(r"^base\s+\d+\.\d%\s+200", front, re.MULTILINE), "the table `make demo` prints, as printed"
-    assert re.search(r"^trained\s+\d+\.\d%\s+200", front, re.MULTILINE)
+    interval = r"\[\d+\.\d, \d+\.\d\]"
+    assert re.search(rf"^base\s+\d+\.\d%\s+{interval}\s+-\s.*\s200$", front, re.MULTILINE), \
+        "the table `make demo` prints, as printed"
+    assert re.search(rf"^trained\s+\d+\.\d%\s+{interval}\s+[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\].*\s200$", front,
+                     re.MULTILINE)
     for link in re.findall(r"\]\((docs/[\w.]+\.md)", front):
         assert (REPO / link).is_file(), link
     assert {"docs/stages.md", "docs/rewards.md", "docs/evaluation.md", "docs/benchmarks.md",
