@@ -92,3 +92,19 @@ def test_quantized_full_fine_tuning_is_refused(tmp_path):
     proc = run_cmd([".venv/bin/python", "-m", "rlft.sft", "recipes/sft.yaml", "--output_dir", str(tmp_path / "r"),
                     "--load_in_4bit", "true", "--use_peft", "false"])
     assert proc.returncode == 2 and "use_peft: true" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_revision_and_attention_reach_from_pretrained(monkeypatch, bundled_dir):
+    """``model_revision`` and ``attn_implementation`` were accepted and dropped; they reach the loader now."""
+    from transformers import AutoModelForCausalLM
+
+    from rlft.core.arguments import ModelArguments
+    from rlft.core.models import load_model
+
+    seen = {}
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.update(kw) or object())
+    options = LoadOptions.from_args(ModelArguments(model_revision="v1.1", attn_implementation="sdpa"))
+    load_model("bundled:smollm2-135m-instruct", options=options)
+    assert seen["revision"] == "v1.1" and seen["attn_implementation"] == "sdpa" and "quantization_config" not in seen
+    load_model("bundled:smollm2-135m-instruct", options=LoadOptions.from_args(ModelArguments(load_in_8bit=True)))
+    assert seen["quantization_config"].load_in_8bit and seen["device_map"] == {"": "cpu"}
