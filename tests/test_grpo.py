@@ -173,7 +173,8 @@ def make_engine(sync, tokenizer):
 
     cfg = SimpleNamespace(seed=0, per_device_train_batch_size=8, steps_per_generation=1, bf16=False,
                           vllm_gpu_memory_utilization=0.15, temperature=TEMPERATURE,
-                          top_p=1.0, top_k=0, max_completion_length=24, repetition_penalty=1.0)
+                          top_p=1.0, top_k=0, min_p=None, max_completion_length=24, repetition_penalty=1.0,
+                          generation_kwargs=None)
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", chat_template_kwargs=None,
                                  lora_r=8, use_peft=True)
     args = RolloutArguments(engine="vllm", vllm_sync=sync, vllm_dtype="float32", vllm_max_model_len=256)

@@ -109,7 +109,7 @@ def run_vllm(args: argparse.Namespace, sync: str) -> dict:
     tokenizer, model, rounds = setup(args)
     cfg = SimpleNamespace(seed=0, vllm_gpu_memory_utilization=0.15, per_device_train_batch_size=args.per_round
                           * args.generations, steps_per_generation=1, temperature=0.8, top_p=1.0, top_k=0, max_completion_length=args.tokens,
-                          repetition_penalty=1.0, bf16=args.dtype == "bfloat16")
+                          repetition_penalty=1.0, min_p=None, generation_kwargs=None, bf16=args.dtype == "bfloat16")
     model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", lora_r=16,
                                  chat_template_kwargs=None)
     start = time.perf_counter()
