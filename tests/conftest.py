@@ -66,3 +66,22 @@ def thinking_model_dir(bundled_dir, tmp_path_factory) -> Path:
             (out / item.name).symlink_to(item)
     (out / "chat_template.jinja").write_text(THINKING_SWITCH + (Path(bundled_dir) / "chat_template.jinja").read_text())
     return out
+
+
+@pytest.fixture
+def rendered_prompts(monkeypatch):
+    """``watch(module)`` wraps ``module.hf_completions``; returns the list that collects every prompt it renders."""
+    from rlft.evaluation import generation
+
+    def watch(module) -> list:
+        seen: list = []
+        original = module.hf_completions
+
+        def spy(model, tok, prompts, **kw):
+            seen.extend(generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs")))
+            return original(model, tok, prompts, **kw)
+
+        monkeypatch.setattr(module, "hf_completions", spy)
+        return seen
+
+    return watch

@@ -160,14 +160,11 @@ def test_sweep_evaluates_every_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_enable_thinking_off_reaches_the_eval_prompts(thinking_model_dir, tmp_path, monkeypatch):
+def test_enable_thinking_off_reaches_the_eval_prompts(thinking_model_dir, tmp_path, rendered_prompts):
     from rlft.evaluation import generation
     from tests.conftest import THINKING_OFF
 
-    seen: list = []
-    original = generation.hf_completions
-    monkeypatch.setattr(generation, "hf_completions", lambda model, tok, prompts, **kw: seen.extend(
-        generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs"))) or original(model, tok, prompts, **kw))
+    seen = rendered_prompts(generation)
     rlft_eval.main(["recipes/eval_math.yaml", "--eval_samples", "2", "--num_test_samples", "2",
                     "--eval_max_new_tokens", "4", "--general_suite", "false", "--engine", "hf",
                     "--models", "base", "--model_name_or_path", str(thinking_model_dir),
@@ -176,24 +173,17 @@ def test_enable_thinking_off_reaches_the_eval_prompts(thinking_model_dir, tmp_pa
 
 
 @pytest.mark.slow
-def test_enable_thinking_off_reaches_the_closing_check(thinking_tokenizer, bundled_model, monkeypatch, tmp_path):
+def test_enable_thinking_off_reaches_the_closing_check(thinking_tokenizer, bundled_model, rendered_prompts, tmp_path):
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
 
     from rlft.core.arguments import EvalArguments, ModelArguments, RewardArguments
-    from rlft.evaluation import closing, generation
+    from rlft.evaluation import closing
     from tests.conftest import THINKING_OFF
 
-    seen: list = []
-    original = generation.hf_completions
-
-    def spy(model, tok, prompts, **kw):
-        seen.extend(generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs")))
-        return original(model, tok, prompts, **kw)
-
+    seen = rendered_prompts(closing)  # the closing check's own import of hf_completions
     model = get_peft_model(bundled_model, LoraConfig(r=4, target_modules=["q_proj"]))
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "What is 1 + 1?"}], "answer": "2"}])
-    monkeypatch.setattr(closing, "hf_completions", spy)
     try:
         result = closing.evaluate_stage(model, thinking_tokenizer, rows, EvalArguments(eval_max_new_tokens=4),
                                         ModelArguments(chat_template_kwargs={"enable_thinking": False}),

@@ -200,15 +200,12 @@ def test_enable_thinking_off_reaches_the_preference_tokens(stage, thinking_token
 
 
 @pytest.mark.slow
-def test_enable_thinking_off_reaches_the_prompts_pairs_samples_from(thinking_model_dir, tmp_path, monkeypatch):
+def test_enable_thinking_off_reaches_the_prompts_pairs_samples_from(thinking_model_dir, tmp_path, rendered_prompts):
     from rlft.commands import pairs
     from rlft.evaluation import generation
     from tests.conftest import THINKING_OFF
 
-    seen: list = []
-    original = generation.hf_completions
-    monkeypatch.setattr(generation, "hf_completions", lambda model, tok, prompts, **kw: seen.extend(
-        generation.render_prompts(tok, prompts, kw.get("chat_template_kwargs"))) or original(model, tok, prompts, **kw))
+    seen = rendered_prompts(generation)
     out = tmp_path / "pairs"
     pairs.main(["recipes/pairs.yaml", "--output_dir", str(out), *PAIRS_FAST, "--model_name_or_path",
                 str(thinking_model_dir), "--chat_template_kwargs", "{enable_thinking: false}"])
