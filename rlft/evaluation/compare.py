@@ -168,9 +168,9 @@ def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict],
                 n = args.pass_k_samples
                 sampled = gen.generate(prompts, samples=n, temperature=args.pass_k_temperature, seed=args.seed)
                 correct = []
-                for i in range(len(prompts)):
-                    rows = {c: [v[i]] * n for c, v in columns.items() if c not in ("prompt", "completion")}
-                    values = main(prompts=[prompts[i]] * n, completions=sampled[i * n:(i + 1) * n], **rows)
+                for i in range(len(prompts)):  # through the one scorer, so rewards get what training gives them
+                    rows = {c: [v[i]] * n for c, v in columns.items()}
+                    values = score_outputs(sampled[i * n:(i + 1) * n], [prompts[i]] * n, rows, [main])["scores"]
                     correct.append(sum((v or 0) > 0 for v in values))
                 result["pass_at_k"] = {f"pass@{k}": sum(pass_at_k(n, c, k) for c in correct) / len(correct)
                                        for k in args.pass_k if k <= n}
