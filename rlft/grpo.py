@@ -46,18 +46,11 @@ class GRPO(TrainingStage):
         All before the model loads and the output directory is claimed.
         """
         from rlft.core.data import require_columns
-        from rlft.core.errors import UserError
         from rlft.rollout.engine import resolve_sync
         from rlft.stage.input_checks import checked_rewards
 
         require_columns(splits["train"], ["prompt"], "the GRPO stage")
         rollout = args.get(RolloutArguments)
-        if rollout.engine == "vllm" and (args.model.load_in_4bit or args.model.load_in_8bit):
-            # Measured on CPU: bitsandbytes' first forward without gradients repacks the 4-bit weights in
-            # place, after which dequantizing them (what a merged sync needs) gives wrong weights (off by
-            # up to 9.3 on the bundled model). Until the engine keeps its own dequantized copy, refuse.
-            raise UserError("engine: vllm cannot follow a quantized (QLoRA) policy yet: its merged sync needs "
-                            "the dequantized base; use engine: hf with load_in_4bit/load_in_8bit")
         if rollout.engine == "vllm":  # e.g. vllm_sync: adapter with DoRA, which vLLM cannot load
             resolve_sync(rollout.vllm_sync, args.model.use_peft, args.model.use_dora)
         self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0],

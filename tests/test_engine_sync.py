@@ -1,4 +1,4 @@
-"""The policy vLLM samples is the one being trained: DoRA through merged weights, and the sync check.
+"""The policy vLLM samples is the one being trained: DoRA and QLoRA through merged weights, and the sync check.
 
 Fast tests: the DoRA/adapter refusal, the tolerance and the check's arithmetic
 on stand-ins. Slow tests: GRPO runs on the bundled model that share one vLLM
@@ -151,6 +151,42 @@ def vllm_run(out, *extra):
     # no warmup: the recipe's first step has learning rate 0, and every step here must move the weights
     return [*TINY, "--output_dir", str(out), "--engine", "vllm", "--vllm_sync", "merged", "--vllm_dtype", "float32",
             "--bf16", "false", "--eval_before_after", "false", "--warmup_steps", "0", *extra]
+
+
+@pytest.mark.slow
+def test_qlora_grpo_samples_the_trained_policy(shared_engine, tmp_path, bundled_tokenizer):
+    """A 4-bit base: the engine starts from its dequantized weights and follows base + adapter exactly.
+
+    First in this module, so the shared engine starts from the quantized model (rlft's own start path).
+    """
+    from peft import PeftModel
+
+    from rlft.core.loading import LoadOptions
+    from rlft.core.models import load_model
+    from rlft.training.sync_canary import logprob_gap, model_logprobs
+
+    out = tmp_path / "qlora"
+    manifest = grpo.main(vllm_run(out, "--load_in_4bit", "true", "--use_bnb_nested_quant", "true"))
+    engine = shared_engine["engine"]
+    assert manifest["load_options"]["quantization"]["bits"] == 4
+    rollout = manifest["results"]["rollout"]
+    assert rollout["engine"] == "vllm" and rollout["sync"] == "merged" and rollout["syncs"] == 1
+    [step2] = [e for e in logged(out) if e.get("step") == 2 and "loss" in e]
+    assert step2["sync/logprob_gap"] <= rollout["sync_check"]["tolerance"], step2
+
+    # the trained adapter on the 4-bit base, served by the engine and by HF+peft
+    options = LoadOptions(quantization={"bits": 4, "quant_type": "nf4", "double_quant": True})
+    policy = PeftModel.from_pretrained(load_model("bundled:smollm2-135m-instruct", "float32", options=options),
+                                       str(out)).eval()
+    engine.sync_weights(policy)
+    with torch.no_grad():
+        expected = hf_greedy(policy, bundled_tokenizer, engine, max_tokens=GREEDY_TOKENS)
+    got = engine_greedy(engine, max_tokens=GREEDY_TOKENS)
+    assert [strip_eos(g, bundled_tokenizer) for g in got] == [strip_eos(e, bundled_tokenizer) for e in expected]
+    for prompt, completion in zip(PROMPTS, got, strict=True):
+        engine.probe = engine.encode(prompt) + completion
+        gap, gap_max = logprob_gap(engine.probe_logprobs(), model_logprobs(policy, engine.probe))
+        assert gap < 1e-4 and gap_max < 1e-3, (gap, gap_max)
 
 
 @pytest.mark.slow

@@ -50,13 +50,3 @@ def test_rollout_fallback_error_is_a_one_line_refusal(broken_vllm):
 def test_engine_that_started_is_named_with_its_sync():
     text = closing_text({"results": {"rollout": {"engine": "vllm", "sync": "merged"}}}, "runs/math")
     assert text.splitlines()[0] == "rollouts: vllm engine, merged sync"
-
-
-def test_vllm_with_a_quantized_policy_is_refused_before_the_model_loads(tmp_path):
-    from tests.conftest import run_cmd
-
-    out = tmp_path / "run"
-    proc = run_cmd(["python", "-m", "rlft.grpo", "recipes/math.yaml", "--output_dir", str(out), "--engine", "vllm",
-                    "--load_in_4bit", "true"], timeout=120)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "engine: hf" in proc.stderr
-    assert not out.exists()

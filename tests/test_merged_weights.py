@@ -127,3 +127,80 @@ def test_dora_in_place_updates_equal_peft_merge(tmp_path):
             assert_matches_peft(load_file(tmp_path / "merged" / "model.safetensors"), model)
     finally:
         file.close()
+
+
+# -- QLoRA: a 4-bit base is written dequantized ---------------------------------------------------
+
+FOUR_BIT = {"bits": 4, "quant_type": "nf4", "double_quant": True}
+
+
+def quantized_tiny_llama(tmp_path, quantization=FOUR_BIT):
+    """A tiny llama saved in float32, then loaded quantized (default: 4-bit nf4, double quantization) by rlft."""
+    pytest.importorskip("bitsandbytes")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlft.core.loading import LoadOptions, is_quantized
+    from rlft.core.models import load_model
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "float")
+    model = load_model(str(tmp_path / "float"), "float32", options=LoadOptions(quantization=quantization))
+    assert is_quantized(model)
+    return model
+
+
+def test_a_qlora_policy_is_written_as_the_float_model_it_computes(tmp_path):
+    """What vLLM loads for a QLoRA run: dequantized base + LoRA, the float names, no quant-state tensors.
+
+    LoRA targets only q_proj, so the other quantized layers are written dequantized on their own. Loaded
+    into a plain float llama, the file computes the QLoRA policy's logits.
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    policy = get_peft_model(quantized_tiny_llama(tmp_path),
+                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights=False)).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 2, 40]])
+    with torch.no_grad():
+        expected = policy(input_ids=ids).logits
+        file = MergedWeightsFile(policy, tmp_path / "float", tmp_path / "merged")
+    plain = LlamaForCausalLM(AutoConfig.from_pretrained(tmp_path / "float"))
+    stored = load_file(tmp_path / "merged" / "model.safetensors")
+    assert set(stored) == set(plain.state_dict()), "quant-state entries or missing weights in the file"
+    plain.load_state_dict(stored)
+    with torch.no_grad():
+        gap = (plain(input_ids=ids).logits - expected).abs().max().item()
+    assert gap < 1e-4, f"the written float model is {gap} away from the QLoRA policy"
+    float_base = LlamaForCausalLM.from_pretrained(tmp_path / "float")
+    quantization_error = (stored["model.layers.0.mlp.up_proj.weight"]
+                          - float_base.model.layers[0].mlp.up_proj.weight).abs().max().item()
+    assert quantization_error > 1e-3, "an untargeted layer was written from the float checkpoint, not dequantized"
+
+    with torch.no_grad():  # a training step later, the in-place update follows the adapter on the same base
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.05)
+        expected = policy(input_ids=ids).logits
+    file.update(policy)
+    plain.load_state_dict(load_file(tmp_path / "merged" / "model.safetensors"))
+    with torch.no_grad():
+        assert (plain(input_ids=ids).logits - expected).abs().max().item() < 1e-4
+    file.close()
+
+
+def test_forwards_without_gradients_keep_the_training_numerics(tmp_path):
+    """bitsandbytes' CPU inference kernel would repack the weights on the first no-grad eval forward."""
+    from rlft.core.loading import float_weight
+
+    model = quantized_tiny_llama(tmp_path).eval()
+    layer = model.model.layers[0].self_attn.q_proj
+    before = float_weight(layer).clone()
+    ids = torch.tensor([[1, 5, 9, 13]])
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    trained = model(inputs_embeds=embeds).logits.detach()  # activations with gradients: the training path
+    with torch.no_grad():
+        inferred = model(input_ids=ids).logits
+    assert torch.equal(float_weight(layer), before)
+    assert (trained - inferred).abs().max().item() < 1e-5

@@ -102,9 +102,20 @@ def test_revision_and_attention_reach_from_pretrained(monkeypatch, bundled_dir):
     from rlft.core.models import load_model
 
     seen = {}
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.update(kw) or object())
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.update(kw) or torch.nn.Module())
     options = LoadOptions.from_args(ModelArguments(model_revision="v1.1", attn_implementation="sdpa"))
     load_model("bundled:smollm2-135m-instruct", options=options)
     assert seen["revision"] == "v1.1" and seen["attn_implementation"] == "sdpa" and "quantization_config" not in seen
-    load_model("bundled:smollm2-135m-instruct", options=LoadOptions.from_args(ModelArguments(load_in_8bit=True)))
-    assert seen["quantization_config"].load_in_8bit and seen["device_map"] == {"": "cpu"}
+    load_model("bundled:smollm2-135m-instruct",
+               options=LoadOptions.from_args(ModelArguments(load_in_4bit=True, use_peft=True)))
+    assert seen["quantization_config"].load_in_4bit and seen["device_map"] == {"": "cpu"}
+
+
+def test_eight_bit_is_refused_naming_why(tmp_path):
+    from tests.conftest import run_cmd
+
+    proc = run_cmd([".venv/bin/python", "-m", "rlft.sft", "recipes/sft.yaml", "--output_dir", str(tmp_path / "r"),
+                    "--load_in_8bit", "true"])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "LLM.int8 quantizes activations" in proc.stderr and "load_in_4bit" in proc.stderr
+    assert not (tmp_path / "r").exists()

@@ -275,14 +275,17 @@ def _chain_options(resolved: ResolvedModel, options: Any, name: str | None) -> t
 def _from_pretrained(base: str, dtype: Any, options: Any, name: str | None, dequantize: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
-    from rlft.core.loading import dequantized_base
+    from rlft.core.loading import dequantized_base, keep_training_numerics
 
     try:
         if dequantize:
             return dequantized_base(base, options, dtype)
-        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype or "auto", **options.from_pretrained_kwargs(dtype))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or "auto",
+                                                     **options.from_pretrained_kwargs(dtype))
     except OSError as err:
         raise UserError(f"cannot load model {name!r}: {one_line(str(err))[:300]}") from None
+    keep_training_numerics(model)
+    return model
 
 
 def lora_config(model_args: Any):

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from rlft.core.errors import UserError, one_line
+from rlft.core.loading import is_quantized
 from rlft.rollout.merged_weights import MergedWeightsFile, write_merged_weights
 from rlft.rollout.vllm_runtime import (
     encode_prompt,
@@ -194,7 +195,9 @@ class VLLMEngine:
         self.chat_template_kwargs = dict(model_args.chat_template_kwargs or {})
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-vllm-", dir=scratch_dir()))
         start = self.base
-        if resolved.adapters:  # an earlier stage's adapter chain: vLLM starts from its merged weights
+        # an earlier stage's adapter chain, or a 4/8-bit (QLoRA) base: vLLM starts from the loaded model's
+        # weights (merged; dequantized), not from the float checkpoint on disk
+        if resolved.adapters or is_quantized(start_model):
             if start_model is None:
                 raise UserError("engine: vllm needs the loaded starting model to merge earlier adapters")
             start = str(self.scratch / "start")

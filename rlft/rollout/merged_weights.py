@@ -19,6 +19,12 @@ each output row by the trained magnitude vector; that merge is peft's own
 (``DoraLinearVariant.merge_safe``, the arithmetic ``merge_and_unload`` uses),
 called out of place, so vLLM samples exactly the DoRA policy being trained.
 
+A quantized base (QLoRA: ``load_in_4bit``) is written
+dequantized (:func:`rlft.core.loading.float_weight`, bitsandbytes' own
+dequantization through peft): the float weights the adapter was trained
+against, under the float checkpoint's names, without bitsandbytes' quant-state
+tensors. vLLM thus starts from, and samples, exactly the QLoRA policy.
+
 Why we read the file's layout ourselves: safetensors has no in-place update
 (``save_file`` always serializes a new file, ``safe_open`` is read-only); its
 format (8-byte header length, JSON header, raw little-endian tensor bytes at
@@ -52,8 +58,6 @@ def merged_state_dict(model: Any) -> dict[str, Any]:
     """
     import torch
 
-    if not hasattr(model, "get_base_model"):
-        return {k: v.detach() for k, v in model.state_dict().items()}
     merged: dict[str, Any] = {}
     with torch.no_grad():
         for name, module in _lora_modules(model):
@@ -128,16 +132,12 @@ class MergedWeightsFile:
 
         with torch.no_grad():
             written = set()
-            if hasattr(model, "get_base_model"):
-                for name, module in _lora_modules(model):
-                    _merged_weight(module, out=self.views[f"{name}.weight"])
-                    written.add(f"{name}.weight")
-                    if getattr(module.base_layer, "bias", None) is not None:
-                        self.views[f"{name}.bias"].copy_(module.base_layer.bias)
-                tensors = _plain_tensors(model)
-            else:
-                tensors = model.state_dict().items()
-            for key, value in tensors:  # embeddings, norms; everything in full fine-tuning
+            for name, module in _lora_modules(model):
+                _merged_weight(module, out=self.views[f"{name}.weight"])
+                written.add(f"{name}.weight")
+                if getattr(module.base_layer, "bias", None) is not None:
+                    self.views[f"{name}.bias"].copy_(module.base_layer.bias)
+            for key, value in _plain_tensors(model):  # embeddings, norms; everything in full fine-tuning
                 view = self.views.get(key)
                 if key not in written and view is not None:
                     view.copy_(value)
@@ -150,7 +150,9 @@ class MergedWeightsFile:
 
 
 def _lora_modules(model: Any) -> list[tuple[str, Any]]:
-    """(name, module) of every LoRA-wrapped layer in a peft model's base model."""
+    """(name, module) of every LoRA-wrapped layer in a peft model's base model (none in a plain model)."""
+    if not hasattr(model, "get_base_model"):
+        return []
     return [(name, module) for name, module in model.get_base_model().named_modules()
             if hasattr(module, "base_layer") and hasattr(module, "get_delta_weight")]
 
@@ -167,7 +169,9 @@ def _merged_weight(module: Any, out: Any = None) -> Any:
     """
     import torch
 
-    weight = module.base_layer.weight
+    from rlft.core.loading import float_weight
+
+    weight = float_weight(module.base_layer)  # QLoRA: the dequantized weight the adapter was trained against
     adapters = [a for a in module.active_adapters if a in module.lora_A]
     variants = getattr(module, "lora_variant", {})
     varied = [a for a in adapters if a in variants]
@@ -180,9 +184,31 @@ def _merged_weight(module: Any, out: Any = None) -> Any:
 
 
 def _plain_tensors(model: Any) -> list[tuple[str, Any]]:
-    """A peft model's base tensors that are not LoRA factors or wrapped base layers, under checkpoint names."""
-    return [(key, value) for key, value in model.get_base_model().state_dict().items()
-            if "lora_" not in key and ".base_layer." not in key]
+    """The tensors that are not LoRA factors or wrapped base layers, under checkpoint names; quantized ones dequantized.
+
+    A quantized linear layer outside LoRA's targets is one float weight here
+    (and its bias) in place of its packed bytes and bitsandbytes' quant-state
+    entries (4-bit: ``weight.absmax``, ``weight.quant_map``, ...; 8-bit:
+    ``SCB``, ``weight_format``).
+    """
+    from rlft.core.loading import float_weight
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dequantized = {}  # quantized module name -> its float weight
+    for name, module in base.named_modules():
+        if ".base_layer" in f".{name}" or hasattr(module, "base_layer"):
+            continue  # LoRA-wrapped: merged by _merged_weight
+        weight = float_weight(module) if hasattr(module, "weight") else None
+        if weight is not None and weight is not getattr(module, "weight", None):
+            dequantized[name] = weight
+
+    def kept(key: str) -> bool:
+        owner = next((name for name in dequantized if key.startswith(f"{name}.")), None)
+        return owner is None or key == f"{owner}.bias"
+
+    tensors = [(key, value) for key, value in base.state_dict().items()
+               if "lora_" not in key and ".base_layer." not in key and kept(key)]
+    return tensors + [(f"{name}.weight", weight) for name, weight in dequantized.items()]
 
 
 _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
