@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal lint clean
+.PHONY: key-table setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal lint clean
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ bench-refusal: setup
 
 lint: setup
 	$(VENV)/bin/ruff check rlft rewards tests
+
+# After changing an argument dataclass or upgrading TRL/transformers: the fast pre-check's key table.
+key-table: setup
+	$(PY) -m rlft.commands.key_table
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -323,8 +323,8 @@ def renamed_keys(dataclass_types: Sequence[type]) -> dict[str, str]:
     return out
 
 
-def _rename(values: dict[str, Any], renamed: dict[str, str], source: str) -> dict[str, Any]:
-    """``values`` with old key names replaced by new ones (a deprecation warning each)."""
+def _rename(values: dict[str, Any], renamed: dict[str, str], source: str, warn: bool = True) -> dict[str, Any]:
+    """``values`` with old key names replaced by new ones (a deprecation warning each, when ``warn``)."""
     out = dict(values)
     for old, new in renamed.items():
         if old not in out:
@@ -333,8 +333,9 @@ def _rename(values: dict[str, Any], renamed: dict[str, str], source: str) -> dic
             raise UserError(f"recipe keys '{old}' and '{new}' ({source}) are the same setting ('{old}' is its old "
                             f"name); keep '{new}'")
         out[new] = out.pop(old)
-        defer_warning(f"recipe key '{old}' ({source}) is now called '{new}'; the old name will stop working "
-                      "in the next release")
+        if warn:
+            defer_warning(f"recipe key '{old}' ({source}) is now called '{new}'; the old name will stop "
+                          "working in the next release")
     return out
 
 
@@ -363,6 +364,47 @@ def help_text(dataclass_types: Sequence[type], prog: str) -> str:
 def one_line_help(text: str, limit: int = 110) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def recipe_sources(argv: Sequence[str], file_keys_only: set[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``[recipe.yaml] [--key value ...]`` as its two sources, each named as errors name it: file, then command line.
+
+    Example:
+        >>> recipe_sources(["--max_steps", "3"])
+        [('in None', {}), ('on the command line', {'max_steps': '3'})]
+    """
+    argv = list(argv)
+    recipe_path = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    from_file = load_recipe_file(recipe_path) if recipe_path else {}
+    if file_keys_only is not None:
+        from_file = {k: v for k, v in from_file.items() if k in file_keys_only}
+    return [(f"in {recipe_path}", from_file), ("on the command line", _parse_cli(argv))]
+
+
+def coerce_recipe(sources: Sequence[tuple[str, dict[str, Any]]], keys: dict[str, Any], renamed: dict[str, str],
+                  warn: bool = True) -> dict[str, Any]:
+    """The recipe's values, source by source (later ones override), renamed and converted to ``keys``' types.
+
+    Raises :class:`UserError` for an unknown key (naming a close match) or a
+    value of the wrong type. Shared by :func:`parse_recipe` and the fast
+    pre-check (:mod:`rlft.stage.key_table`), so both refuse in the same words.
+
+    Example:
+        >>> coerce_recipe([("on the command line", {"steps": "3"})], {"steps": int}, {})
+        {'steps': 3}
+    """
+    resolved: dict[str, Any] = {}
+    for source, values in sources:
+        for key, value in _rename(values, renamed, source, warn).items():
+            if key not in keys:
+                raise _unknown_key_error(key, list(keys), source)
+            try:
+                resolved[key] = coerce(value, keys[key])
+            except _TypeMismatch:
+                raise UserError(
+                    f"recipe key '{key}' ({source}) must be {_describe(keys[key])}, got {value!r}"
+                ) from None
+    return resolved
 
 
 def parse_recipe(
@@ -395,25 +437,8 @@ def parse_recipe(
     if "--help" in argv or "-h" in argv:
         sys.stdout.write(help_text(dataclass_types, prog) + "\n")
         raise SystemExit(0)
-    recipe_path = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    from_file = load_recipe_file(recipe_path) if recipe_path else {}
-    if file_keys_only is not None:
-        from_file = {k: v for k, v in from_file.items() if k in file_keys_only}
-    from_cli = _parse_cli(argv)
-    keys = known_keys(dataclass_types)
-    renamed = renamed_keys(dataclass_types)
-    resolved: dict[str, Any] = {}
-    for source, values in ((f"in {recipe_path}", from_file), ("on the command line", from_cli)):
-        values = _rename(values, renamed, source)
-        for key, value in values.items():
-            if key not in keys:
-                raise _unknown_key_error(key, list(keys), source)
-            try:
-                resolved[key] = coerce(value, keys[key])
-            except _TypeMismatch:
-                raise UserError(
-                    f"recipe key '{key}' ({source}) must be {_describe(keys[key])}, got {value!r}"
-                ) from None
+    sources = recipe_sources(argv, file_keys_only)
+    resolved = coerce_recipe(sources, known_keys(dataclass_types), renamed_keys(dataclass_types))
     given = {**(defaults or {}), **resolved}
     if adjust is not None:
         given = adjust(given)

@@ -109,26 +109,33 @@ class TrainingStage:
         """Release what :meth:`build_trainer` started (runs even when training fails)."""
 
     # -- the sequence, once --
-    def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
-        """The recipe's argument groups (data, eval, model, extras, run, TRL config) and the resolved recipe."""
+    def argument_types(self) -> list[type]:
+        """The recipe's argument groups, in parse order: data, eval, model, rewards, extras, run, TRL config."""
         from rlft.core.arguments import (
             DataArguments,
             EvalArguments,
             ModelArguments,
             RewardArguments,
         )
-        from rlft.core.recipe import parse_recipe
         from rlft.core.run_dir import RunArguments
+
+        return [DataArguments, EvalArguments, ModelArguments, RewardArguments, *self.extra_arguments, RunArguments,
+                self.config_class()]
+
+    def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
+        """The recipe's argument groups (:meth:`argument_types`, one instance each) and the resolved recipe."""
+        from rlft.core.recipe import parse_recipe
         from rlft.core.runtime import cpu_precision, launcher_precision, platform_defaults
 
-        types = [DataArguments, EvalArguments, ModelArguments, RewardArguments, *self.extra_arguments, RunArguments,
-                 self.config_class()]
         with launcher_precision():  # parsing leaves the environment as it was
-            return parse_recipe(types, argv, prog=f"rlft {self.name}",
+            return parse_recipe(self.argument_types(), argv, prog=f"rlft {self.name}",
                                 defaults={**STAGE_DEFAULTS, **platform_defaults()}, adjust=cpu_precision)
 
     def run(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
         """Parse, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
+        from rlft.stage.key_table import precheck
+
+        precheck(self.name, argv)  # a bad recipe refused in its one line before torch loads
         from transformers import set_seed
 
         from rlft.core import data, models

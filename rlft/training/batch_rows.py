@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch loads when a batch is handled, not when the recipe's keys are read
+    import torch
 
 # loss types whose normalizer does not depend on which rows a micro-batch holds
 EXACT_LOSS_TYPES = ("dapo", "cispo")
@@ -90,6 +91,8 @@ def take_rows(inputs: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
 
 
 def _trim(out: dict[str, Any], keys: tuple[str, ...], mask: torch.Tensor, keep_right: bool) -> None:
+    import torch
+
     width = mask.size(1)
     used = mask.bool().any(dim=0).nonzero()
     if not used.numel():
@@ -105,4 +108,6 @@ def _trim(out: dict[str, Any], keys: tuple[str, ...], mask: torch.Tensor, keep_r
 
 
 def _is_per_row(value: Any, rows: int) -> bool:
+    import torch
+
     return torch.is_tensor(value) and value.dim() >= 1 and value.size(0) == rows

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rlft.training.batch_rows import splittable, take_rows, why_not_exact
+
+if TYPE_CHECKING:  # torch loads when a batch is handled, not when the recipe's keys are read
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def split_by_length(inputs: dict[str, Any], overhead: int | None = None) -> list
         >>> [tuple(b["completion_ids"].shape) for b in split_by_length(batch)]
         [(1, 1), (1, 100)]
     """
+    import torch
+
     completion = _used_lengths(inputs["completion_mask"], from_right=False)
     prompt = _used_lengths(inputs["prompt_mask"], from_right=True) if "prompt_mask" in inputs \
         else [0] * len(completion)
@@ -110,6 +113,8 @@ def split_by_length(inputs: dict[str, Any], overhead: int | None = None) -> list
 
 def _used_lengths(mask: torch.Tensor, from_right: bool) -> list[int]:
     """Per row, the columns up to its last (or, left-padded, from its first) non-zero mask entry."""
+    import torch
+
     width = mask.size(1)
     positions = torch.arange(1, width + 1, device=mask.device)
     if from_right:

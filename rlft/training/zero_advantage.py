@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rlft.training.batch_rows import splittable, take_rows, why_not_exact
+
+if TYPE_CHECKING:  # torch loads when a batch is handled, not when the recipe's keys are read
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def drop_zero_advantage_rows(inputs: dict[str, Any]) -> dict[str, Any]:
         >>> out["completion_mask"].tolist()
         [[1]]
     """
+    import torch
+
     keep = inputs["advantages"].abs() > TOLERANCE
     if keep.dim() > 1:
         keep = keep.any(dim=tuple(range(1, keep.dim())))
