@@ -1,10 +1,14 @@
 """Math accuracy: 1.0 when the completion's final answer equals the gold answer.
 
-Extraction and equivalence are :mod:`rewards.verifiers` (the same code the
-evaluation scores with). Empty or answer-less completions score 0.0; a gold
-answer that cannot be parsed gives ``None`` ("cannot verify, skip"), never
-1.0. Several *different* ``\\boxed{}`` answers in one completion score 0.0
-by default: hedging must not pay (``allow_multiple_boxed: true`` takes the last).
+Extraction and equivalence are :mod:`rewards.extraction` and
+:mod:`rewards.verifiers` (the same code the evaluation scores with). Empty or
+answer-less completions score 0.0; a gold answer that cannot be verified
+gives ``None`` ("cannot verify, skip"), never 1.0. A gold in words
+(``Monday``), or one math-verify cannot parse, is compared as normalized text
+(``text_fallback: false``: ``None`` instead). Several *different*
+``\\boxed{}`` answers in one completion score 0.0 by default, hedging must
+not pay, unless the gold has as many parts (``3, 5``);
+``allow_multiple_boxed: true`` takes the last box.
 
 Example:
     >>> reward = make_accuracy()
@@ -20,9 +24,8 @@ from rewards.base import Reward, get_column, named, positive
 from rewards.verifiers import (
     DEFAULT_TIMEOUT,
     STATS,
-    boxed_answers,
     equivalent_batch,
-    extract_answer,
+    find_answer,
     gold_answer,
     tail_text,
 )
@@ -33,6 +36,7 @@ def make_accuracy(
     fallback_last_number: bool = True,
     allow_multiple_boxed: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    text_fallback: bool = True,
 ) -> Reward:
     """Build the ``accuracy`` reward.
 
@@ -41,22 +45,22 @@ def make_accuracy(
             solution ending in ``#### x`` / ``\\boxed{x}``).
         fallback_last_number: with no explicit answer marker, take the last number.
         allow_multiple_boxed: take the last of several different boxed answers
-            instead of scoring the hedge 0.0.
+            instead of scoring the hedge 0.0 (or reading them as one
+            multi-part answer when the gold has several parts).
         timeout: seconds allowed per sample for math-verify/sympy.
+        text_fallback: compare a gold in words, or one math-verify cannot
+            parse, as normalized text; ``False``: such a sample is ``None``.
     """
     positive(timeout, "timeout", "accuracy")
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
         golds = get_column(columns, answer_column, "accuracy", len(completions))
-        texts = [tail_text(c) for c in completions]
-        preds = [extract_answer(t, fallback_last_number) for t in texts]
-        if not allow_multiple_boxed:
-            preds = [None if len(set(boxed_answers(t))) > 1 else p for t, p in zip(texts, preds)]
+        preds = [find_answer(tail_text(c), fallback_last_number, allow_multiple_boxed) for c in completions]
         timeouts_before = STATS["timeouts"]
-        verdicts = equivalent_batch([(p, gold_answer(g)) for p, g in zip(preds, golds)], timeout)
+        verdicts = equivalent_batch([(p, gold_answer(g)) for p, g in zip(preds, golds)], timeout, text_fallback)
         accuracy.stats["timeouts"] += STATS["timeouts"] - timeouts_before
         accuracy.stats["none"] += sum(v is None for v in verdicts)
-        accuracy.stats["no_answer"] += sum(p is None for p in preds)
+        accuracy.stats["no_answer"] += sum(p is None or not p.found for p in preds)
         return [None if v is None else float(v) for v in verdicts]
 
     return named(accuracy, "accuracy")

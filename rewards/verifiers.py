@@ -1,23 +1,35 @@
 """Verifiers: find the final answer in a completion, and decide if it equals the gold one.
 
-``extract_answer(text)`` looks, in this order, for the last ``\\boxed{...}``
-(nested braces), ``#### x``, ``<answer>x</answer>``, "The answer is x", and
-optionally the last number. Only the last 20,000 characters are searched, so a
-1 MB completion costs what a short one does.
+Extraction is :mod:`rewards.extraction` (``find_answer``, re-exported here
+with ``extract_answer``, ``gold_answer`` and the text helpers).
 
-``is_equivalent(pred, gold)`` is ``True``/``False``, or ``None`` when the gold
-answer itself cannot be parsed (the sample cannot be verified: scoring it 1.0
-or 0.0 would be a lie). Plain numbers (integers, thousands separators,
-decimals, fractions, percentages, negatives) are compared exactly in-process
-with :class:`fractions.Fraction`; everything else (LaTeX, expressions) goes to
-math-verify + sympy in a worker process under a timeout
-(:mod:`rewards.timeouts`), so a hostile answer costs at most the timeout and
-never stalls the caller. Timeouts count as not equivalent.
+``equivalent_batch`` / ``is_equivalent`` decide ``True``/``False``, or
+``None`` when the gold answer itself cannot be verified (scoring it 1.0 or
+0.0 would be a lie). In order:
 
-Departures from math-verify's defaults: answers are parsed from the
-extracted answer (wrapped as ``\\boxed{...}``), not from the whole text, so a
-number in the reasoning is never taken for the answer; and a percentage
-equals both its fraction and its bare number (``50%`` vs ``0.5`` or ``50``).
+- A gold that is words (``Monday``, ``even``, ``\\text{yes}``) is compared
+  as text, normalized (case, spacing, ``\\text{}``, ``$``, a final period),
+  against the answer, or the completion's last line when it marked none.
+  math-verify would read ``Monday`` as the product of six symbols, which
+  equals ``dynamo``.
+- Plain numbers (integers, thousands separators, decimals, fractions,
+  percentages, negatives) are compared exactly in-process with
+  :class:`fractions.Fraction`.
+- Everything else (LaTeX, intervals, sets, tuples, matrices, equations,
+  identities) goes to math-verify + sympy in a worker process under a
+  timeout (:mod:`rewards.timeouts`), so a hostile answer costs at most the
+  timeout and never stalls the caller. Timeouts count as not equivalent. A
+  gold math-verify cannot parse falls back to the text comparison
+  (``text_fallback``, default on) or is ``None``.
+
+Departures from math-verify's own parse/verify: the answer is parsed from
+what rlft extracted (wrapped as ``\\boxed{...}``), not from the whole text,
+so a number in the reasoning is never taken for the answer (only a completion
+with no marker and LaTeX in its prose is read whole by math-verify); a
+percentage equals both its fraction and its bare number (``50%`` vs ``0.5``
+or ``50``); several different boxed answers are one answer only when the gold
+has several parts (``\\boxed{3}\\boxed{5}`` for ``3, 5``), else a hedge
+that scores 0.
 
 Example:
     >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}")
@@ -34,139 +46,81 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from rewards.extraction import (  # noqa: F401 - the verifier API, re-exported
+    SEARCH_TAIL,
+    Answer,
+    boxed_answers,
+    clean,
+    completion_text,
+    extract_answer,
+    find_answer,
+    gold_answer,
+    last_boxed,
+    tail_text,
+)
 from rewards.timeouts import TIMED_OUT, run_with_timeout
 
-SEARCH_TAIL = 20_000  # characters from the end searched for an answer
-MAX_BOXED = 50  # only the last this many \\boxed occurrences are read
 MAX_ANSWER_CHARS = 1_000  # a longer "answer" is not an answer (and too costly to parse)
-BOXED_SCAN = 4_000  # longest \boxed{...} body considered
 DEFAULT_TIMEOUT = 5.0
 
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*([^\n]*)", re.IGNORECASE)
-_HASHES = re.compile(r"####\s*([^\n]*)")
-_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _PLAIN_NUMBER = re.compile(
     r"(?P<sign>[-+−]?)\s*(?:(?P<thousands>\d{1,3}(?:,\d{3})+)|(?P<digits>\d+))?(?P<frac>\.\d+)?\s*(?P<pct>\\?%)?"
 )
 _FRACTION = re.compile(r"(?P<sign>-?)\s*\\[dt]?frac\{(?P<num>\d+)\}\{(?P<den>\d+)\}|(?P<sign2>-?)(?P<num2>\d+)\s*/\s*(?P<den2>\d+)")
+_WORDS = re.compile(r"[A-Za-z][A-Za-z'\-, ]*[A-Za-z]")
+_MATH_NAMES = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "infty", "inf", "oo",
+               "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "det", "gcd", "lcm", "mod", "max", "min"}
+
+_LATEX_MARKS = re.compile(r"[\\{}^_]")  # a gold with these is broken math, not text: unverifiable
 
 #: counts since import (timeouts, unparsable gold, slow-path calls), for logging
 STATS: Counter = Counter()
 
 
-def completion_text(completion: Any) -> str:
-    """The text of a completion as TRL passes it (a string, or chat messages).
+def is_text_answer(gold: str) -> bool:
+    """Whether a (cleaned) gold answer is words rather than math: compared as text, not by math-verify.
 
     Example:
-        >>> completion_text([{"role": "assistant", "content": "42"}])
-        '42'
+        >>> is_text_answer("Monday"), is_text_answer("even"), is_text_answer("x"), is_text_answer("\\\\pi")
+        (True, True, False, False)
     """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        return str(completion.get("content") or "")
-    if isinstance(completion, list):
-        return "".join(
-            completion_text(m) for m in completion
-            if not isinstance(m, dict) or m.get("role", "assistant") == "assistant"
-        )
-    return "" if completion is None else str(completion)
+    gold = gold.strip().rstrip(".").strip()
+    if not _WORDS.fullmatch(gold):
+        return False
+    words = re.findall(r"[A-Za-z]+", gold)
+    return any(len(w) >= 3 and w.lower() not in _MATH_NAMES for w in words) or gold.lower() in ("no", "ok")
 
 
-def tail_text(completion: Any) -> str:
-    """The last ``SEARCH_TAIL`` characters of a completion's text: all any reward reads.
+def normalize_text(answer: str) -> str:
+    """An answer as text for comparison: ``$`` and ``\\text{}`` gone, lower case, single spaces, no final period.
 
     Example:
-        >>> len(tail_text("x" * 50_000))
-        20000
+        >>> normalize_text("  $\\\\text{The  Red car}$. ")
+        'the red car'
     """
-    return completion_text(completion)[-SEARCH_TAIL:]
+    text = clean(answer).replace("{", "").replace("}", "")
+    return " ".join(text.lower().split()).strip(" .,;:!\"'")
 
 
-def boxed_answers(text: str) -> list[str]:
-    """Contents of every complete ``\\boxed{...}`` in ``text`` (nested braces kept), in order.
+def gold_parts(gold: str) -> int:
+    """How many top-level, comma-separated parts a gold answer has (``1`` for ``[2,5)`` or ``1,000``).
 
     Example:
-        >>> boxed_answers("\\\\boxed{\\\\frac{1}{2}} and \\\\boxed{3}")
-        ['\\\\frac{1}{2}', '3']
+        >>> gold_parts("3, 5"), gold_parts("(3,4),(4,3)"), gold_parts("[2,5)"), gold_parts("1,000")
+        (2, 2, 1, 1)
     """
-    found = []
-    for match in list(re.finditer(r"\\boxed\s*\{", text))[-MAX_BOXED:]:
-        depth, start = 1, match.end()
-        for j in range(start, min(len(text), start + BOXED_SCAN)):
-            char = text[j]
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    found.append(text[start:j].strip())
-                    break
-    return found
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}``, or ``None``."""
-    boxed = boxed_answers(text)
-    return boxed[-1] if boxed else None
-
-
-def _clean(answer: str) -> str:
-    answer = answer.strip()
-    answer = re.sub(r"^\$+|\$+$", "", answer).strip()
-    answer = re.sub(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}", r"\1", answer)
-    answer = answer.replace("\\!", "").replace("\\,", "").replace("\\ ", " ")
-    return answer.rstrip(".").strip()
-
-
-def extract_answer(text: Any, fallback_last_number: bool = True) -> str | None:
-    """The final answer ``text`` commits to, or ``None`` when it commits to none.
-
-    Example:
-        >>> extract_answer("36 - 5 = 31. The answer is 31.")
-        '31'
-        >>> extract_answer("no digits here") is None
-        True
-    """
-    text = tail_text(text)
-    if not text.strip():
-        return None
-    boxed = last_boxed(text)
-    if boxed:
-        return _clean(boxed)
-    for pattern in (_HASHES, _TAG, _ANSWER_IS):
-        found = [_clean(f) for f in pattern.findall(text)]
-        found = [f for f in found if f]
-        if found:
-            value = found[-1]
-            if pattern is _ANSWER_IS:  # "The answer is 31 apples because ..." -> "31"
-                number = re.match(rf"\s*({_NUMBER})\s*(\\?%)?", value)
-                if number:
-                    return number.group(1) + (number.group(2) or "")
-            return value
-    if fallback_last_number:
-        numbers = re.findall(_NUMBER, text)
-        if numbers:
-            return numbers[-1].rstrip(",")
-    return None
-
-
-def gold_answer(gold: Any) -> str | None:
-    """The gold answer from a dataset column: a bare answer, or a solution with a marker.
-
-    Example:
-        >>> gold_answer("Natalia sold 48/2 = 24 clips. #### 72"), gold_answer(" 5 ")
-        ('72', '5')
-    """
-    if gold is None:
-        return None
-    text = str(gold).strip()
-    if not text:
-        return None
-    if last_boxed(text) or _HASHES.search(text) or _TAG.search(text):
-        return extract_answer(text, fallback_last_number=False)
-    return _clean(text)
+    if as_number(gold) is not None:
+        return 1
+    text = re.sub(r"^\\\{|\\\}$", "", gold.strip())
+    depth, parts = 0, 1
+    for char in text:
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts += 1
+    return parts
 
 
 def as_number(answer: str) -> tuple[Fraction, bool] | None:
@@ -176,7 +130,7 @@ def as_number(answer: str) -> tuple[Fraction, bool] | None:
         >>> as_number("-1,234.5"), as_number("\\\\frac{3}{4}"), as_number("12%")
         ((Fraction(-2469, 2), False), (Fraction(3, 4), False), (Fraction(12, 1), True))
     """
-    text = _clean(answer).replace("−", "-")
+    text = clean(answer).replace("−", "-")
     if len(text) > 300:  # int() refuses >4300 digits; no real answer is this long
         return None
     frac = _FRACTION.fullmatch(text.replace(" ", ""))
@@ -207,8 +161,13 @@ def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool]) -> 
     return False
 
 
-def _math_verify_equal(pred: str, gold: str) -> bool | None:
-    """math-verify's verdict (runs in a worker process). ``None``: the gold does not parse."""
+def _math_verify_equal(pred: str, gold: str, read_whole: bool = False) -> bool | None:
+    """math-verify's verdict (runs in a worker process). ``None``: the gold does not parse.
+
+    ``read_whole``: ``pred`` is a completion's text with no answer marker,
+    and math-verify's own extraction finds its answer (its LaTeX and
+    expression patterns, as its parse does).
+    """
     import logging
 
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
@@ -222,62 +181,98 @@ def _math_verify_equal(pred: str, gold: str) -> bool | None:
         return None
     if not pred.strip():
         return False
-    pred_parsed = parse(f"\\boxed{{{pred}}}", extraction_config=config, parsing_timeout=None)
+    pred_parsed = parse(pred if read_whole else f"\\boxed{{{pred}}}", extraction_config=config,
+                        parsing_timeout=None)
     if not pred_parsed:
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
-def _fast_verdict(pred: str | None, gold: str | None) -> bool | None | str:
+def _as_answer(pred: Answer | str | None) -> Answer | None:
+    if pred is None or isinstance(pred, Answer):
+        return pred
+    return Answer(pred, "given", line=pred)
+
+
+def _text_verdict(pred: Answer | None, gold: str) -> bool:
+    """A text gold against the answer, or against the last line when the completion marked no answer."""
+    if pred is None:
+        return False
+    marked = pred.path in ("boxed", "hash", "tag", "sentence", "given")
+    return normalize_text(pred.text if marked else pred.line) == normalize_text(gold)
+
+
+def _no_answer(pred: Answer | None) -> bool:
+    return pred is None or not pred.found or not pred.text.strip()
+
+
+def _fast_verdict(pred: Answer | None, gold: str | None, text_fallback: bool) -> bool | None | str:
     """The verdict without sympy, or ``"slow"`` when math-verify must decide.
 
-    Only a plain-number gold is decided here: any other gold goes to
-    math-verify, which first checks that it parses (text equality alone would
-    score an unparsable gold 1.0 against a copy of itself).
+    A plain-number gold against a plain-number answer and a text gold are
+    decided here; any other gold goes to math-verify, which first checks that
+    it parses (text equality alone would score an unparsable gold 1.0
+    against a copy of itself).
     """
     if gold is None or not gold.strip():
         return None
-    if pred is not None and len(pred) > MAX_ANSWER_CHARS:
+    if is_text_answer(gold):
+        return _text_verdict(pred, gold) if text_fallback else None
+    if pred is not None and pred.multiple and gold_parts(gold) < 2:
+        return False  # several different boxed answers to a one-answer question: a hedge
+    if _no_answer(pred):
+        return False if as_number(gold) is not None else "slow"  # the worker checks the gold parses
+    if not pred.whole and len(pred.text) > MAX_ANSWER_CHARS:
         return False
     g = as_number(gold)
     if g is None:
-        return "slow"  # pred length is checked in the worker
-    if pred is None or not pred.strip():
-        return False
-    p = as_number(pred)
+        return "slow"
+    p = as_number(pred.text) if not pred.whole else None
     return _numbers_equal(p, g) if p is not None else "slow"
 
 
 def equivalent_batch(
-    pairs: Sequence[tuple[str | None, str | None]], timeout: float = DEFAULT_TIMEOUT
+    pairs: Sequence[tuple[Answer | str | None, str | None]], timeout: float = DEFAULT_TIMEOUT,
+    text_fallback: bool = True,
 ) -> list[bool | None]:
     """:func:`is_equivalent` for many ``(pred, gold)`` pairs, the slow ones in parallel.
 
+    ``pred`` is an answer string or a :class:`rewards.extraction.Answer`
+    (``find_answer``'s, so a completion without a marker is read whole).
+
     Example:
-        >>> equivalent_batch([("2", "2"), ("3", "2"), ("\\\\frac{2}{4}", "0.5")])
-        [True, False, True]
+        >>> equivalent_batch([("2", "2"), ("3", "2"), ("\\\\frac{2}{4}", "0.5"), ("even", "\\\\text{even}")])
+        [True, False, True, True]
     """
-    verdicts: list[Any] = [_fast_verdict(p, g) for p, g in pairs]
+    answers = [_as_answer(p) for p, _ in pairs]
+    golds = [g for _, g in pairs]
+    verdicts: list[Any] = [_fast_verdict(a, g, text_fallback) for a, g in zip(answers, golds, strict=True)]
     slow = [i for i, v in enumerate(verdicts) if v == "slow"]
     if slow:
         STATS["slow_path"] += len(slow)
-        calls = [(pairs[i][0] or "", pairs[i][1]) for i in slow]
+        calls = [("" if _no_answer(answers[i]) else answers[i].text, golds[i],
+                  bool(answers[i] and answers[i].whole)) for i in slow]
         results = run_with_timeout(_math_verify_equal, calls, timeout)
         for i, result in zip(slow, results, strict=True):
             if result is TIMED_OUT:
                 STATS["timeouts"] += 1
                 verdicts[i] = False
+            elif result is None and text_fallback and not _LATEX_MARKS.search(golds[i]):
+                verdicts[i] = _text_verdict(answers[i], golds[i])  # not math, and math-verify cannot read it: text
             else:
                 verdicts[i] = result
     STATS["unparsable_gold"] += sum(v is None for v in verdicts)
     return verdicts
 
 
-def is_equivalent(pred: str | None, gold: str | None, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
-    """Whether ``pred`` and ``gold`` denote the same answer; ``None`` if ``gold`` is unparsable.
+def is_equivalent(pred: Answer | str | None, gold: str | None, timeout: float = DEFAULT_TIMEOUT,
+                  text_fallback: bool = True) -> bool | None:
+    """Whether ``pred`` and ``gold`` denote the same answer; ``None`` if ``gold`` cannot be verified.
 
     Example:
         >>> is_equivalent("\\\\frac{1}{2}", "0.5"), is_equivalent("", "0"), is_equivalent("-31", "31")
         (True, False, False)
+        >>> is_equivalent("[2,5)", "(2,5)"), is_equivalent("monday", "Monday")
+        (False, True)
     """
-    return equivalent_batch([(pred, gold)], timeout)[0]
+    return equivalent_batch([(pred, gold)], timeout, text_fallback)[0]

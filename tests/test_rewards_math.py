@@ -172,3 +172,71 @@ def test_multiple_boxed_can_be_allowed():
 def test_answer_column_setting():
     reward = resolve("accuracy", answer_column="solution")
     assert reward(["\\boxed{3}"], solution=["#### 3"]) == [1.0]
+
+
+# -- competition-style answers: the project's case table (tests/math_cases.py) ---------------------
+
+from tests.math_cases import CASES as COMPETITION  # noqa: E402 - the table is shared with make bench-rewards
+
+
+def test_the_competition_table_covers_every_class_both_ways():
+    assert len(COMPETITION) >= 60
+    for kind in {k for k, *_ in COMPETITION}:
+        verdicts = {e for k, _, _, e in COMPETITION if k == kind}
+        assert {0.0, 1.0} <= verdicts, f"class {kind!r} needs right and wrong cases"
+
+
+@pytest.mark.parametrize(("kind", "completion", "gold", "expected"), COMPETITION,
+                         ids=[f"{k}-{i}" for i, (k, *_) in enumerate(COMPETITION)])
+def test_competition_style_answers(kind, completion, gold, expected):
+    assert_reward(accuracy, completion, expected, answer=gold)
+
+
+def test_text_fallback_can_be_switched_off():
+    """A gold in words is compared as text by default; without the fallback it cannot be verified."""
+    strict = resolve("accuracy", text_fallback=False)
+    assert strict(["The answer is Monday."], answer=["Monday"]) == [None]
+    assert accuracy(["The answer is Monday."], answer=["Monday"]) == [1.0]
+    assert accuracy(["Tuesday"], answer=["Monday"]) == [0.0]
+
+
+def test_a_broken_latex_gold_stays_unverifiable_with_the_text_fallback():
+    assert accuracy(["\\frac{", "\\boxed{5}"], answer=["\\frac{", "\\frac{"]) == [None, None]
+
+
+@pytest.mark.parametrize(("completion", "path", "text"), [
+    ("so \\boxed{\\frac{1}{2}}", "boxed", "\\frac{1}{2}"),
+    ("\\boxed{3} and \\boxed{5}", "boxed", "3, 5"),
+    ("work\n#### 1,234", "hash", "1,234"),
+    ("<answer> 7 </answer>", "tag", "7"),
+    ("The answer is 31 apples.", "sentence", "31"),
+    ("We get\n$\\frac{7}{4}$", "latex", "\\frac{7}{4}"),
+    ("So\n7/4", "expression", "7/4"),
+    ("12 + 5 = 17", "expression", "17"),
+    ("Thus the area is $24$ square units", "latex text", "Thus the area is $24$ square units"),
+    ("She pays $12 for apples and $5 for pears, so 17", "last number", "17"),  # prices are not LaTeX
+    ("no answer here", "none", ""),
+])
+def test_each_extraction_path(completion, path, text):
+    from rewards.extraction import find_answer
+
+    found = find_answer(completion)
+    assert (found.path, found.text) == (path, text)
+
+
+def test_hostile_prose_math_finishes_within_the_timeout_off_the_main_thread():
+    """A completion without a marker is read whole by math-verify: still under the per-sample timeout."""
+    hostile = "We find that $" + "9^{" * 40 + "9" + "}" * 40 + "$ is the count, and $" + "(" * 2000 + "$"
+    reward = resolve("accuracy", timeout=2.0)
+    results: list = []
+
+    def work():
+        start = time.perf_counter()
+        results.append((reward([hostile, "It is $4$ here"], answer=["4", "4"]), time.perf_counter() - start))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "verification hung in a worker thread"
+    (scores, elapsed), = results
+    assert scores == [0.0, 1.0] and elapsed < 20

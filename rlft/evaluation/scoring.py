@@ -71,7 +71,7 @@ def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[
         ...               [rewards.resolve("accuracy")])["rewards"]
         {'accuracy': [1.0, 0.0]}
     """
-    from rewards.verifiers import extract_answer
+    from rewards.verifiers import find_answer
 
     completions = _as_completions(outputs, prompts)
     extra = {k: list(v) for k, v in columns.items() if k not in ("prompt", "completion")}
@@ -85,7 +85,7 @@ def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[
     main = headline(reward_funcs)
     lengths = [len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs] if tokenizer else []
     return {"headline": main, "scores": per_reward[main], "rewards": per_reward,
-            "marked": [extract_answer(o, fallback_last_number=False) is not None for o in outputs],
+            "marked": [bool(found and found.marked) for found in (find_answer(o) for o in outputs)],
             "tokens": lengths}
 
 
