@@ -21,6 +21,18 @@ Example (a complete test file)::
 
     >>> from rewards import resolve
     >>> assert_reward(resolve("accuracy"), "\\\\boxed{1/2}", 1.0, answer="0.5")
+
+Checking a verifier against your own dataset's answer styles: write down
+(completion, gold, expected) triples as they occur in your data and print
+:func:`disagreements`, which lists each case the reward decides otherwise,
+with how its answer was found::
+
+    from rewards.testing import disagreements
+
+    print(disagreements([
+        ("... so $\\boxed{[2,5)}$", "[2,5)", 1.0),
+        ("The answer is (B).", "\\text{B}", 1.0),
+    ]))
 """
 
 from __future__ import annotations
@@ -113,6 +125,55 @@ def reward_table(
                      "yes" if _same(got[i], expected, 1e-6) else "NO"))
     widths = [max(len(r[j]) for r in rows) for j in range(5)]
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+class Disagreements:
+    """The cases a reward decided otherwise than expected, printable as a table (:func:`disagreements`)."""
+
+    def __init__(self, rows: list[tuple[str, str, str, str, str]], total: int, name: str) -> None:
+        self.rows, self.total, self.name = rows, total, name
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def __str__(self) -> str:
+        head = f"{self.name}: agrees on {self.total - self.count} of {self.total} cases"
+        if not self.rows:
+            return head
+        table = [("completion", "gold", "expected", "got", "found by"), *self.rows]
+        widths = [max(len(r[j]) for r in table) for j in range(5)]
+        lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+        return head + f"; {self.count} disagree:\n" + "\n".join(lines)
+
+
+def disagreements(cases: Iterable[tuple[Any, Any, float | None]], reward: Callable | None = None,
+                  column: str = "answer", tol: float = 1e-6) -> Disagreements:
+    """Run ``(completion, gold, expected)`` cases through ``reward`` (default: ``accuracy``) in one batch.
+
+    ``expected`` is 1.0, 0.0 or ``None`` (the gold cannot be verified). The
+    gold goes to the reward as the ``column`` column. The result prints as
+    a table of the disagreements, each with the path its answer was found by
+    (:func:`rewards.extraction.find_answer`).
+
+    Example:
+        >>> result = disagreements([("The answer is 4", "4", 1.0), ("\\\\boxed{(2,5)}", "[2,5)", 1.0)])
+        >>> result.count, str(result).splitlines()[0]
+        (1, 'accuracy: agrees on 1 of 2 cases; 1 disagree:')
+    """
+    from rewards import resolve
+    from rewards.extraction import find_answer
+
+    cases = list(cases)
+    reward = reward or resolve("accuracy")
+    got = reward([c for c, _, _ in cases], **{column: [g for _, g, _ in cases]})
+    rows = []
+    for (completion, gold, expected), value in zip(cases, got, strict=True):
+        if not _same(value, expected, tol):
+            found = find_answer(completion)
+            rows.append((_short(completion, 48), _short(gold, 24), repr(expected), repr(value),
+                         found.path if found else "none"))
+    return Disagreements(rows, len(cases), _name(reward))
 
 
 def _name(reward: Callable) -> str:

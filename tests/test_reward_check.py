@@ -34,8 +34,29 @@ def test_scores_every_sample_with_every_reward(tmp_path, capsys):
     assert [r["scores"]["answer_format"] for r in results] == [1.0, 0.0, 1.0]
     assert [r["total"] for r in results] == [1.5, 0.0, 0.5]  # None rewards are left out of the total
     assert [r["extracted"] for r in results] == ["7", "8", "5"]
+    assert [r["found_by"] for r in results] == ["sentence", "last number", "sentence"]
     out = capsys.readouterr().out
     assert "accuracy: mean 0.500 over 2 samples, 1 None" in out
+    assert "found by" in out.splitlines()[0]
+
+
+def test_each_sample_says_how_its_answer_was_found(tmp_path, capsys):
+    """Why a sample scored what it did: the path, under the recipe's accuracy settings."""
+    (tmp_path / "r.yaml").write_text("reward_funcs: [accuracy]\n")
+    rows = [("So \\boxed{\\frac{7}{4}}", "1.75", "boxed"), ("work\n#### 9", "9", "hash"),
+            ("<answer>3</answer>", "3", "tag"), ("We get\n$\\frac{7}{4}$", "7/4", "latex"),
+            ("So\n7/4", "1.75", "expression"), ("the area is $24$ square units", "24", "latex text"),
+            ("I think 8", "8", "last number"), ("no idea", "8", "none")]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"completion": c, "answer": a}) + "\n" for c, a, _ in rows))
+    results = score_samples.main([str(tmp_path / "r.yaml"), "--samples", str(tmp_path / "s.jsonl")])
+    assert [r["found_by"] for r in results] == [p for *_, p in rows]
+    assert [r["scores"]["accuracy"] for r in results] == [1.0] * 7 + [0.0]
+    assert results[5]["extracted"] == "24"  # the math math-verify reads in the prose
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("reward_funcs: [accuracy]\nreward_kwargs: {accuracy: {fallback_last_number: false}}\n")
+    results = score_samples.main([str(strict), "--samples", str(tmp_path / "s.jsonl")])
+    assert [r["found_by"] for r in results][:3] == ["boxed", "hash", "tag"]
+    assert {r["found_by"] for r in results[3:]} == {"none"}
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -240,3 +240,17 @@ def test_hostile_prose_math_finishes_within_the_timeout_off_the_main_thread():
     assert not thread.is_alive(), "verification hung in a worker thread"
     (scores, elapsed), = results
     assert scores == [0.0, 1.0] and elapsed < 20
+
+
+def test_disagreements_lists_the_cases_a_verifier_decides_otherwise():
+    from rewards.testing import disagreements
+
+    mine = [("The answer is 4", "4", 1.0), ("\\boxed{(2,5)}", "[2,5)", 1.0), ("so 7", "8", None)]
+    report = disagreements(mine)
+    lines = str(report).splitlines()
+    assert report.count == 2 and lines[0] == "accuracy: agrees on 1 of 3 cases; 2 disagree:"
+    assert lines[1].split() == ["completion", "gold", "expected", "got", "found", "by"]
+    assert "'[2,5)'" in lines[2] and lines[2].split()[-2:] == ["0.0", "boxed"]
+    assert lines[3].split()[-4:] == ["None", "0.0", "last", "number"]
+    table = [(c, g, e) for _, c, g, e in COMPETITION]
+    assert str(disagreements(table)) == f"accuracy: agrees on {len(table)} of {len(table)} cases"

@@ -6,8 +6,12 @@
 Reads only the recipe's reward keys (``reward_funcs``, ``reward_kwargs``,
 ``reward_weights``). Each line of the samples file is a JSON object with a
 ``completion`` (a string or chat messages) and the dataset columns the rewards
-need (e.g. ``answer``). Prints, for each sample, the extracted answer and every
-reward's value, then the weighted total, and a summary per reward.
+need (e.g. ``answer``). Prints, for each sample, the extracted answer, the
+path that found it (``boxed``, ``hash``, ``tag``, ``sentence``, ``latex``,
+``expression``, ``latex text``, ``last number`` or ``none``; see
+:mod:`rewards.extraction`) and every reward's value, then the weighted total,
+and a summary per reward. The extraction follows the recipe's ``accuracy``
+settings (``fallback_last_number``, ``allow_multiple_boxed``).
 """
 
 from __future__ import annotations
@@ -56,9 +60,14 @@ def read_samples(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every reward's value for every sample, with the extracted answer and the weighted total."""
-    from rewards import RewardInputError, extract_answer
+def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]],
+                  extraction: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every reward's value for every sample, with the extracted answer, how it was found, and the weighted total.
+
+    ``extraction``: ``find_answer``'s settings (the recipe's ``accuracy`` kwargs).
+    """
+    from rewards import RewardInputError
+    from rewards.extraction import extract_answer, find_answer
 
     completions = [row["completion"] for row in rows]
     keys = sorted({k for row in rows for k in row if k != "completion"})
@@ -77,8 +86,23 @@ def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]])
         per = {name: values[i] for name, values in scores.items()}
         valid = [(w, v) for w, v in zip(weights, per.values()) if v is not None]
         total = sum(w * v for w, v in valid) if valid else None
-        out.append({"extracted": extract_answer(row["completion"]), "scores": per, "total": total})
+        found = find_answer(row["completion"], **(extraction or {}))
+        path = found.path if found else "none"
+        extracted = extract_answer(row["completion"], (extraction or {}).get("fallback_last_number", True)) \
+            if path == "latex text" else (found.text if found and found.found else None)
+        out.append({"extracted": extracted, "found_by": path, "scores": per, "total": total})
     return out
+
+
+def extraction_settings(reward_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The recipe's ``accuracy`` settings that decide what is extracted.
+
+    Example:
+        >>> extraction_settings({"accuracy": {"fallback_last_number": False, "timeout": 2}})
+        {'fallback_last_number': False}
+    """
+    settings = (reward_kwargs or {}).get("accuracy", {})
+    return {k: v for k, v in settings.items() if k in ("fallback_last_number", "allow_multiple_boxed")}
 
 
 def format_report(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
@@ -86,13 +110,13 @@ def format_report(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> 
     from rewards import completion_text
 
     names = list(results[0]["scores"]) if results else []
-    header = ["#", "completion", "extracted", *names, "total"]
+    header = ["#", "completion", "extracted", "found by", *names, "total"]
     table = [header]
     for i, (row, res) in enumerate(zip(rows, results), 1):
         text = " ".join(completion_text(row["completion"]).split())
         text = text if len(text) <= 48 else "..." + text[-45:]
         cells = [_fmt(res["scores"][n]) for n in names]
-        table.append([str(i), text, str(res["extracted"]), *cells, _fmt(res["total"])])
+        table.append([str(i), text, str(res["extracted"]), res["found_by"], *cells, _fmt(res["total"])])
     widths = [max(len(r[j]) for r in table) for j in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.append("")
@@ -120,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if len(weights) != len(funcs):
         raise UserError(f"reward_weights has {len(weights)} values for {len(funcs)} reward_funcs")
     rows = read_samples(check.samples, check.limit)
-    results = score_samples(funcs, weights, rows)
+    results = score_samples(funcs, weights, rows, extraction_settings(reward_args.reward_kwargs))
     print(format_report(rows, results))
     return results
 
