@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -168,24 +169,38 @@ def _math_verify_equal(pred: str, gold: str, read_whole: bool = False) -> bool |
     and math-verify's own extraction finds its answer (its LaTeX and
     expression patterns, as its parse does).
     """
-    import logging
+    from math_verify import parse, verify
 
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled": the pool enforces it
-    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    # no_fallback: a gold that sympy cannot parse is "unverifiable", not a raw string to compare
-    gold_parsed = parse(f"\\boxed{{{gold}}}", extraction_config=config, fallback_mode="no_fallback",
-                        parsing_timeout=None)
+    gold_parsed = _parsed_gold(gold)
     if not gold_parsed:
         return None
     if not pred.strip():
         return False
-    pred_parsed = parse(pred if read_whole else f"\\boxed{{{pred}}}", extraction_config=config,
+    pred_parsed = parse(pred if read_whole else f"\\boxed{{{pred}}}", extraction_config=_config(),
                         parsing_timeout=None)
     if not pred_parsed:
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+@functools.lru_cache(maxsize=1)
+def _config() -> list:
+    import logging
+
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled": the pool enforces it
+    return [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+
+
+# A GRPO batch scores each gold once per generation (8 times in the math recipe): each worker parses a gold once.
+@functools.lru_cache(maxsize=4096)
+def _parsed_gold(gold: str) -> list:
+    from math_verify import parse
+
+    # no_fallback: a gold that sympy cannot parse is "unverifiable", not a raw string to compare
+    return parse(f"\\boxed{{{gold}}}", extraction_config=_config(), fallback_mode="no_fallback",
+                 parsing_timeout=None)
 
 
 def _as_answer(pred: Answer | str | None) -> Answer | None:

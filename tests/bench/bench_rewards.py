@@ -1,13 +1,29 @@
-"""Benchmark: rlft's ``accuracy`` vs TRL's ``accuracy_reward`` on the same 2,000 completions.
+"""Benchmark: rlft's ``accuracy`` vs TRL's ``accuracy_reward`` (and math-verify's own parse/verify).
 
-    make bench            # or: .venv/bin/python tests/bench/bench_rewards.py [--n 2000]
+    make bench-rewards    # or: .venv/bin/python tests/bench/bench_rewards.py [--n 2000]
 
-1 % of the completions are hostile (exponent towers, 1 MB texts, deep
-nesting). Both rewards score the same batch in this process, one after the
-other; the report gives completions per second for each, their ratio, the
-agreement between the two on the non-hostile samples, and how much the
-hostile samples stretched rlft's batch compared with its per-sample timeout.
-Figures are ratios from one run on one machine, never absolute targets.
+Two parts, one run, written to ``docs/results/rewards.json`` (committed;
+``docs/benchmarks.md`` quotes it):
+
+1. **Agreement on the project's case table** (``tests/math_cases.py``,
+   competition-style answers by class): each verifier's verdict against the
+   expected one, per class, and the time per sample (median of 5 passes over
+   the table, after a warm-up). math-verify is called as its docs show:
+   ``parse`` of the gold (wrapped in ``$...$`` when it has no delimiters, its
+   documented input) and of the whole completion, LaTeX + expression
+   extraction, then ``verify``; an unparsable gold counts as ``None``. TRL's
+   ``accuracy_reward`` gets the gold as its ``solution`` column, as a user
+   passes it.
+2. **Throughput on 2,000 generated completions**:
+
+   1 % of the completions are hostile (exponent towers, 1 MB texts, deep
+   nesting). Both rewards score the same batch in this process, one after the
+other;    the report gives completions per second for each, their ratio, the
+   agreement between the two on the non-hostile samples, and how much the
+   hostile samples stretched rlft's batch compared with its per-sample
+   timeout.
+
+Figures are from one run on one machine, never absolute targets.
 """
 
 from __future__ import annotations
@@ -16,8 +32,12 @@ import argparse
 import json
 import logging
 import random
+import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.math_cases
 
 HOSTILE = [
     "\\boxed{9^{9^{9^{9^{9}}}}}",
@@ -65,11 +85,53 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def math_verify_verdicts(cases) -> list[float | None]:
+    """math-verify's own parse/verify on each (completion, gold), as its docs show it."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    out: list[float | None] = []
+    for completion, gold in cases:
+        gold_parsed = parse(gold if "$" in gold or "\\boxed" in gold else f"${gold}$", extraction_config=config)
+        out.append(float(verify(gold_parsed, parse(completion, extraction_config=config))) if gold_parsed else None)
+    return out
+
+
+def case_table(passes: int = 5) -> dict:
+    """Agreement per class and seconds per sample for the three verifiers on ``tests/math_cases.py``."""
+    from trl.rewards import accuracy_reward
+
+    from rewards import resolve
+    from tests.math_cases import CASES
+
+    ours = resolve("accuracy")
+    pairs = [(c, g) for _, c, g, _ in CASES]
+    verifiers = {
+        "rlft accuracy": lambda: ours([c for c, _ in pairs], answer=[g for _, g in pairs]),
+        "trl accuracy_reward": lambda: accuracy_reward([[{"role": "assistant", "content": c}] for c, _ in pairs],
+                                                       [g for _, g in pairs]),
+        "math-verify parse/verify": lambda: math_verify_verdicts(pairs),
+    }
+    report: dict = {"cases": len(CASES), "classes": {}, "verifiers": {}}
+    for name, run in verifiers.items():
+        verdicts = run()  # the warm-up pass is also the verdicts (every verifier is deterministic)
+        seconds = [timed(run)[1] for _ in range(passes)]
+        agree = [v == e for v, (*_, e) in zip(verdicts, CASES, strict=True)]
+        report["verifiers"][name] = {"agree": sum(agree), "ms_per_sample": round(
+            1000 * statistics.median(seconds) / len(CASES), 2), "misses": [
+            {"class": k, "completion": c, "gold": g, "expected": e, "got": v}
+            for (k, c, g, e), v, ok in zip(CASES, verdicts, agree, strict=True) if not ok]}
+        for kind in dict.fromkeys(k for k, *_ in CASES):
+            row = report["classes"].setdefault(kind, {"n": sum(k == kind for k, *_ in CASES)})
+            row[name] = sum(ok for (k, *_), ok in zip(CASES, agree, strict=True) if k == kind)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=5.0, help="rlft's per-sample timeout (s)")
-    parser.add_argument("--out", default="runs/bench/rewards.json")
+    parser.add_argument("--out", default="docs/results/rewards.json")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # math-verify's timeout chatter
 
@@ -77,6 +139,15 @@ def main() -> None:
 
     from rewards import resolve
     from rewards.timeouts import default_workers
+
+    table = case_table()
+    names = list(table["verifiers"])
+    print(f"agreement on the case table ({table['cases']} cases, tests/math_cases.py):")
+    print(f"  {'class':<14}{'n':>4}" + "".join(f"{n:>26}" for n in names))
+    for kind, row in table["classes"].items():
+        print(f"  {kind:<14}{row['n']:>4}" + "".join(f"{row[n]:>26}" for n in names))
+    print(f"  {'all':<14}{table['cases']:>4}" + "".join(f"{table['verifiers'][n]['agree']:>26}" for n in names))
+    print(f"  {'ms per sample':<18}" + "".join(f"{table['verifiers'][n]['ms_per_sample']:>26}" for n in names))
 
     ours = resolve("accuracy", timeout=args.timeout)
     completions, golds, hostile = make_batch(args.n)
@@ -109,6 +180,7 @@ def main() -> None:
         "hostile_stretch_per_sample_s": round(stretch / max(n_hostile, 1), 2),
         "rlft_accuracy_mean": round(sum(v or 0 for v in ours_scores) / args.n, 4),
         "rlft_timeouts": ours.stats["timeouts"],
+        "case_table": table,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
