@@ -179,10 +179,12 @@ def bare_expression(line: str) -> bool:
     """Whether ``line`` is math alone: numbers, one-letter names, operators, math functions; no words.
 
     Example:
-        >>> bare_expression("a/3 + 5/3"), bare_expression("x = 5"), bare_expression("So it is 5")
-        (True, True, False)
+        >>> bare_expression("a/3 + 5/3"), bare_expression("x = 5"), bare_expression("(C)"), bare_expression("So it is 5")
+        (True, True, True, False)
     """
     line = line.rstrip(". ")
+    if re.fullmatch(r"\(?[A-Z]\)", line) or re.fullmatch(r"[A-Z]", line):  # a choice: "C" or "(C)"
+        return True
     if not line or len(line) > MAX_LINE or not _BARE.fullmatch(line) or not re.search(r"[\d+\-*/^=<>]", line):
         return False
     return all(len(w) == 1 or w.lower() in _MATH_WORDS for w in re.findall(r"[A-Za-z]+", line))
@@ -190,7 +192,7 @@ def bare_expression(line: str) -> bool:
 
 def _sentence(value: str, line: str) -> Answer:
     """What follows "the answer is": a number right after it, else the sentence, read for its math."""
-    number = re.match(rf"\s*({_NUMBER})\s*(\\?%)?(?![\w^/*(])", value)
+    number = re.match(rf"\s*({_NUMBER})\s*(\\?%)?(?![\w^/*(\\{{])", value)
     if number:
         return Answer(number.group(1).rstrip(",") + (number.group(2) or ""), "sentence", line=line)
     latex = _latex_only(value)

@@ -25,6 +25,9 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("latex gold", r"\boxed{\frac{1}{2}}", r"$-\frac12$", 0.0),
     ("latex gold", r"\boxed{\pi r^2}", r"$r^2\pi$", 1.0),
     ("latex gold", r"\boxed{10^{3}}", r"1000", 1.0),
+    ("latex gold", r"\boxed{18.90}", r"\$18.90", 1.0),
+    ("latex gold", r"\boxed{0.333}", r"\frac{1}{3}", 0.0),
+    ("latex gold", "$$\\frac{\\sqrt{3}}{3}$$", r"\frac{1}{\sqrt{3}}", 1.0),
     # -- a final answer without \boxed --
     ("no box", "We simplify and obtain\n$\\frac{a}{3}+\\frac{5}{3}$", r"\frac{a+5}{3}", 1.0),
     ("no box", "Adding them up gives\n$\\frac{7}{4}$.", r"\frac{7}{4}", 1.0),
@@ -36,6 +39,13 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("no box", "The answer is $x = 5$.", "5", 1.0),
     ("no box", "Collecting terms, the polynomial is $x^2 + 2x + 1$", r"(x+1)^2", 1.0),
     ("no box", "Collecting terms, the polynomial is $x^2 + 2x - 1$", r"(x+1)^2", 0.0),
+    ("no box", "answer: 2\\sqrt{2}", r"\sqrt{8}", 1.0),
+    ("no box", "answer: 3\\sqrt{2}", r"\sqrt{8}", 0.0),
+    ("no box", "so the answer is \\boxed 5", "5", 1.0),
+    ("no box", "The answer is $5$ dollars.", "5", 1.0),
+    ("no box", "Final Answer: The final answer is 5. I hope it is correct.", "5", 1.0),
+    ("no box", "Final Answer: The final answer is 6. I hope it is correct.", "5", 0.0),
+    ("no box", "We get $k = 4$.", "4", 1.0),
     # -- intervals: open and closed ends differ --
     ("interval", r"\boxed{[2,5)}", "[2,5)", 1.0),
     ("interval", r"\boxed{(2,5)}", "[2,5)", 0.0),
@@ -56,6 +66,9 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("set/tuple", r"\boxed{\{1, 2, 3\}}", r"\{3, 2, 1\}", 1.0),
     ("set/tuple", r"\boxed{\{1, 2\}}", r"\{3, 2, 1\}", 0.0),
     ("set/tuple", r"\boxed{(1, 2)}", "(2, 1)", 0.0),  # a point is ordered
+    ("set/tuple", r"\boxed{(3, \frac{\pi}{2})}", r"\left( 3, \frac{\pi}{2} \right)", 1.0),
+    ("set/tuple", r"\boxed{(3, \frac{\pi}{3})}", r"\left( 3, \frac{\pi}{2} \right)", 0.0),
+    ("set/tuple", r"\boxed{2, -2}", r"\pm 2", 1.0),
     # -- matrices and vectors --
     ("matrix", r"\boxed{\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}}",
      r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}", 1.0),
@@ -70,6 +83,7 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("equation", r"\boxed{y = 2x - 1}", "y=1+2x", 0.0),
     ("equation", r"\boxed{x \geq 2}", r"x\ge 2", 1.0),
     ("equation", r"\boxed{x > 2}", r"x\ge 2", 0.0),
+    ("equation", r"\boxed{x=2}", "2", 1.0),
     # -- identities --
     ("identity", r"\boxed{\cos^2(t)}", r"1-\sin^2(t)", 1.0),
     ("identity", r"\boxed{\sin^2(t)}", r"1-\sin^2(t)", 0.0),
@@ -88,6 +102,9 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("text", r"\boxed{\text{dynamo}}", "Monday", 0.0),  # same letters: a product of symbols would match
     ("text", "The answer is yes", r"\text{Yes}", 1.0),
     ("text", "The answer is no", r"\text{Yes}", 0.0),
+    ("text", "C", r"\text{(C)}", 1.0),
+    ("text", "The answer is (C).", r"\text{(C)}", 1.0),
+    ("text", "(B)", r"\text{(C)}", 0.0),
     # -- thousands separators in LaTeX --
     ("thousands", r"\boxed{2024000}", r"2,\! 024,\! 000", 1.0),
     ("thousands", r"\boxed{2,024,000}", r"2,\!024,\!000", 1.0),

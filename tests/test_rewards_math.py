@@ -16,6 +16,7 @@ import pytest
 from rewards import equivalent_batch, extract_answer, is_equivalent, resolve
 from rewards.testing import assert_reward
 from rewards.verifiers import STATS, gold_answer
+from tests.math_cases import CASES as COMPETITION  # shared with make bench-rewards
 
 accuracy = resolve("accuracy")
 
@@ -175,8 +176,6 @@ def test_answer_column_setting():
 
 
 # -- competition-style answers: the project's case table (tests/math_cases.py) ---------------------
-
-from tests.math_cases import CASES as COMPETITION  # noqa: E402 - the table is shared with make bench-rewards
 
 
 def test_the_competition_table_covers_every_class_both_ways():
