@@ -14,7 +14,8 @@ Two parts, one run, written to ``docs/results/rewards.json`` (committed;
    extraction, then ``verify``; an unparsable gold counts as ``None``. TRL's
    ``accuracy_reward`` gets the gold as its ``solution`` column, as a user
    passes it.
-2. **Throughput on 2,000 generated completions**:
+2. **Throughput on 2,000 generated completions**, shaped like GRPO batches
+   (8 completions per prompt share its gold):
 
    1 % of the completions are hostile (exponent towers, 1 MB texts, deep
    nesting). Both rewards score the same batch in this process, one after the
@@ -48,14 +49,19 @@ HOSTILE = [
 ]
 
 
-def make_batch(n: int, seed: int = 0, hostile_share: float = 0.01) -> tuple[list[str], list[str], list[bool]]:
-    """Completions, gold answers and a hostile flag per sample (seeded, so runs compare)."""
+def make_batch(n: int, seed: int = 0, hostile_share: float = 0.01, group: int = 8) -> tuple[list[str], list[str], list[bool]]:
+    """Completions, gold answers and a hostile flag per sample (seeded, so runs compare).
+
+    Shaped like a GRPO batch: ``group`` completions in a row answer the same
+    prompt (the same gold), each right or wrong at random.
+    """
     rng = random.Random(seed)
     completions, golds, hostile = [], [], []
     n_hostile = round(n * hostile_share)
     for i in range(n - n_hostile):
-        a, b = rng.randint(1, 99), rng.randint(2, 12)
-        kind = i % 5
+        if i % group == 0:
+            a, b = rng.randint(1, 99), rng.randint(2, 12)
+        kind = (i // group) % 5
         if kind == 0:
             gold, right, wrong = str(a * b), f"{a * b:,}", str(a * b + 1)
         elif kind == 1:

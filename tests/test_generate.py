@@ -1,0 +1,81 @@
+"""`rlft generate` and `rlft chat`: a user tries the trained model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlft import sft
+from rlft.commands import generate
+from tests.conftest import run_cmd
+
+FAST = ["--num_train_samples", "16", "--num_test_samples", "4", "--per_device_train_batch_size", "4",
+        "--max_steps", "2", "--logging_steps", "1", "--save_strategy", "no", "--eval_samples", "4",
+        "--eval_max_new_tokens", "12", "--learning_rate", "5e-3", "--warmup_steps", "0", "--report_to", "none"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "name the model first"),
+    (["bundled:smollm2-135m-instruct"], "exactly one of --prompt"),
+    (["bundled:smollm2-135m-instruct", "--prompt", "hi", "--samples", "3"], "samples > 1 needs temperature"),
+    (["bundled:smollm2-135m-instruct", "--prompts", "no/such.jsonl"], "prompts file not found"),
+    (["bundled:smollm2-135m-instruct", "--prompt", "hi", "--max_new_tokns", "3"], "did you mean 'max_new_tokens'"),
+])
+def test_bad_input_is_one_line(extra, message):
+    proc = run_cmd(["rlft", "generate", *extra], timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_generate_answers_like_the_runs_closing_check(tmp_path):
+    """Greedy, same prompts and lengths: the trained outputs before_after.jsonl recorded."""
+    out = tmp_path / "run"
+    sft.main(["recipes/sft.yaml", "--output_dir", str(out), *FAST])
+    rows = [json.loads(line) for line in (out / "before_after.jsonl").read_text().splitlines()]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in rows))
+    answers = tmp_path / "answers.jsonl"
+    written = generate.generate_main([str(out), "--prompts", str(prompts), "--out", str(answers),
+                                      "--max_new_tokens", "12"])
+    assert [r["completion"] for r in written] == [r["trained"] for r in rows]
+    assert [json.loads(line) for line in answers.read_text().splitlines()] == written
+    assert any(r["trained"] != r["base"] for r in rows), "training changed nothing: the check proves little"
+
+    sampled = generate.generate_main([str(out), "--prompt", "Name a colour.", "--temperature", "1.0",
+                                      "--samples", "3", "--max_new_tokens", "8"])
+    assert len(sampled) == 3 and {r["prompt"] for r in sampled} == {"Name a colour."}
+
+
+def test_a_runs_chat_template_options_apply(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("chat_template_kwargs: {enable_thinking: false}\n")
+    (tmp_path / "checkpoint-2").mkdir()
+    assert generate.run_template_kwargs(str(tmp_path)) == {"enable_thinking": False}
+    assert generate.run_template_kwargs(str(tmp_path / "checkpoint-2")) == {"enable_thinking": False}
+
+
+@pytest.mark.slow
+def test_chat_streams_replies_and_compares_with_the_base():
+    session = "What is 2 + 3?\n/compare base\nAnd 4 + 4?\n/reset\n/system Answer in one word.\nName a colour.\n" \
+              "/bogus\n/quit\nnever read\n"
+    proc = subprocess_chat(session)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("rlft chat: bundled:smollm2-135m-instruct (greedy)")
+    replies = [line for line in lines if line.startswith("model> ")]
+    bases = [line for line in lines if line.startswith("base>  ")]
+    assert len(replies) == 3 and len(bases) == 2 and all(len(r) > len("model> ") for r in replies)
+    assert "(base model's answer shown)" in lines and "(new conversation)" in lines
+    assert "(system prompt set; new conversation)" in lines
+    assert any(line.startswith("unknown command /bogus") for line in lines)
+    # the base of the bundled model is itself: its answers are the model's
+    assert [b[len("base>  "):] for b in bases] == [r[len("model> "):] for r in replies[1:]]
+
+
+def subprocess_chat(session: str):
+    import subprocess
+
+    from tests.conftest import BIN, REPO
+
+    return subprocess.run([str(BIN / "rlft"), "chat", "bundled:smollm2-135m-instruct", "--max_new_tokens", "12"],
+                          input=session, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
