@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import subprocess
 import sys
@@ -85,3 +86,25 @@ def rendered_prompts(monkeypatch):
         return seen
 
     return watch
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """HfApi with create_repo/upload_folder recorded: what would have been uploaded, file by file."""
+    from huggingface_hub import HfApi
+
+    calls: dict = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create"] = (repo_id, kwargs)
+
+    def upload_folder(self, folder_path, repo_id, allow_patterns, **kwargs):
+        root = Path(folder_path)
+        files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        calls["files"] = [f for f in files if any(fnmatch.fnmatch(f, pat) for pat in allow_patterns)]
+        calls["card"] = (root / "README.md").read_text()
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlft import sft
-from rlft.commands import generate
+from rlft.commands import generate, push
 from tests.conftest import run_cmd
 
 FAST = ["--num_train_samples", "16", "--num_test_samples", "4", "--per_device_train_batch_size", "4",
@@ -28,7 +28,7 @@ def test_bad_input_is_one_line(extra, message):
 
 
 @pytest.mark.slow
-def test_generate_answers_like_the_runs_closing_check(tmp_path):
+def test_generate_answers_like_the_runs_closing_check(tmp_path, hub):
     """Greedy, same prompts and lengths: the trained outputs before_after.jsonl recorded."""
     out = tmp_path / "run"
     sft.main(["recipes/sft.yaml", "--output_dir", str(out), *FAST])
@@ -41,6 +41,12 @@ def test_generate_answers_like_the_runs_closing_check(tmp_path):
     assert [r["completion"] for r in written] == [r["trained"] for r in rows]
     assert [json.loads(line) for line in answers.read_text().splitlines()] == written
     assert any(r["trained"] != r["base"] for r in rows), "training changed nothing: the check proves little"
+    card = (out / "README.md").read_text()  # the run's model card, not TRL's generic one
+    assert card.startswith("---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct") and "## Before and after" in card
+
+    push.main([str(out), "--repo", "me/model", "--merged", "true"])  # the merged model, the Hub client mocked
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer.json", "rlft_merged.json"} <= set(hub["files"])
+    assert "library_name: transformers" in hub["card"] and "adapter_model.safetensors" not in hub["files"]
 
     sampled = generate.generate_main([str(out), "--prompt", "Name a colour.", "--temperature", "1.0",
                                       "--samples", "3", "--max_new_tokens", "8"])

@@ -136,7 +136,7 @@ def launch_info(accelerator: Any) -> dict[str, Any]:
 
 def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any, train: Any,
                results: dict[str, Any], status: str = "complete") -> dict[str, Any]:
-    """Write ``log_history.jsonl``, ``recipe.yaml`` and the manifest of a stage (rank 0 only)."""
+    """Write ``log_history.jsonl``, ``recipe.yaml``, the manifest and (finished) the model card (rank 0 only)."""
     from rlft.core.models import base_model_id
 
     output_dir = trainer.args.output_dir
@@ -144,9 +144,14 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
                  "".join(json.dumps(e, default=str) + "\n" for e in trainer.state.log_history))
     from rlft.core.loading import LoadOptions
 
-    return write_run_files(
+    manifest = write_run_files(
         output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
         data_fingerprint=getattr(train, "_fingerprint", None), results=results,
         launch=launch_info(trainer.accelerator), status=status,
         load_options=LoadOptions.from_args(model_args, trainer.args).record(),
     )
+    if status == "complete":
+        from rlft.stage.model_card import write_model_card
+
+        write_model_card(output_dir, manifest)  # replaces the generic card TRL's save_model wrote
+    return manifest
