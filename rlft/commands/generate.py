@@ -62,7 +62,7 @@ class GenerateArguments:
             raise UserError("samples > 1 needs temperature > 0 (greedy answers are all the same)")
 
 
-def parse(argv: Sequence[str] | None, prog: str) -> tuple[str, GenerateArguments]:
+def parse(argv: Sequence[str] | None, prog: str = "rlft generate") -> tuple[str, GenerateArguments]:
     """``MODEL [--key value ...]``: the model reference and the arguments."""
     from rlft.core.recipe import parse_recipe
 
