@@ -1,4 +1,4 @@
-"""`rlft generate` and `rlft chat`: a user tries the trained model."""
+"""`rlft generate`, `rlft chat`, `rlft push` and `rlft export`: a user tries, publishes and ships the model."""
 
 from __future__ import annotations
 
@@ -27,11 +27,17 @@ def test_bad_input_is_one_line(extra, message):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
-@pytest.mark.slow
-def test_generate_answers_like_the_runs_closing_check(tmp_path, hub):
-    """Greedy, same prompts and lengths: the trained outputs before_after.jsonl recorded."""
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("generate") / "run"
     sft.main(["recipes/sft.yaml", "--output_dir", str(out), *FAST])
+    return out
+
+
+@pytest.mark.slow
+def test_generate_answers_like_the_runs_closing_check(trained_run, tmp_path, hub):
+    """Greedy, same prompts and lengths: the trained outputs before_after.jsonl recorded."""
+    out = trained_run
     rows = [json.loads(line) for line in (out / "before_after.jsonl").read_text().splitlines()]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in rows))
@@ -85,3 +91,47 @@ def subprocess_chat(session: str):
 
     return subprocess.run([str(BIN / "rlft"), "chat", "bundled:smollm2-135m-instruct", "--max_new_tokens", "12"],
                           input=session, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+
+
+# (model, quant, greedy answers that must agree of 20, largest logit gap). The bundled model came from a
+# 4/8-bit GGUF, so its weights are exact in f16; a trained adapter's merged weights are not, and f16 rounding
+# (measured: 0.086 logits at most) flipped one near-tie token late in one of 20 answers; f32 is exact.
+ROUND_TRIPS = [("bundled", "f16", 20, 0.1), ("trained", "f32", 20, 1e-3), ("trained", "f16", 18, 0.25)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "quant", "agree", "gap"), ROUND_TRIPS, ids=[f"{m}-{q}" for m, q, *_ in ROUND_TRIPS])
+def test_gguf_export_round_trips(model, quant, agree, gap, trained_run, tmp_path, capsys):
+    """The file, loaded back by transformers, answers the 20 check prompts as the merged model does."""
+    from gguf import GGUFReader
+
+    from rlft.commands import export
+
+    source = "bundled:smollm2-135m-instruct" if model == "bundled" else str(trained_run)
+    out = tmp_path / f"{model}.gguf"
+    result = export.main([source, "--gguf", str(out), "--quant", quant, "--check_tokens", "16"])
+    assert result["check"]["prompts"] == 20 and result["check"]["greedy_agree"] >= agree, result["check"]
+    assert result["check"]["max_logit_gap"] < gap, result["check"]
+    reader = GGUFReader(str(out))
+    fields = {k: reader.fields[k].contents() for k in ("general.architecture", "tokenizer.ggml.model",
+                                                        "tokenizer.ggml.pre", "llama.block_count")}
+    assert fields == {"general.architecture": "llama", "tokenizer.ggml.model": "gpt2",
+                      "tokenizer.ggml.pre": "smollm", "llama.block_count": 30}
+    assert "<|im_start|>" in reader.fields["tokenizer.chat_template"].contents()
+    assert out.with_suffix(".Modelfile").read_text().startswith(f"FROM ./{out.name}\nTEMPLATE")
+    assert json.loads(out.with_suffix(".gguf.json").read_text())["check"] == result["check"]
+    assert f"greedy text agrees on {result['check']['greedy_agree']} of 20 prompts" in capsys.readouterr().out
+
+
+def test_export_refuses_what_it_cannot_write_in_one_line(tmp_path):
+    from types import SimpleNamespace
+
+    from rlft.commands import export
+    from rlft.core.errors import UserError
+
+    with pytest.raises(UserError, match="writes Llama and Qwen2 models; this one is 'gpt2'"):
+        export.architecture(SimpleNamespace(model_type="gpt2"))
+    proc = run_cmd(["rlft", "export", "bundled:smollm2-135m-instruct", "--gguf", str(tmp_path / "m.gguf"),
+                    "--quant", "q4_k_m"], timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "llama-quantize" in proc.stderr
+    assert not (tmp_path / "m.gguf").exists()
