@@ -241,6 +241,15 @@ def test_hostile_prose_math_finishes_within_the_timeout_off_the_main_thread():
     assert scores == [0.0, 1.0] and elapsed < 20
 
 
+def test_unclosed_latex_openers_do_not_make_extraction_quadratic():
+    """7,000 unclosed "\\(" took 1 s to scan before spans were bounded; a hang guard, not a speed target."""
+    from rewards.extraction import find_answer
+
+    start = time.perf_counter()
+    assert find_answer("\\(a" * 7000 + " so 4").path == "last number"
+    assert time.perf_counter() - start < 10
+
+
 def test_disagreements_lists_the_cases_a_verifier_decides_otherwise():
     from rewards.testing import disagreements
 
