@@ -54,21 +54,16 @@ class ExportArguments:
 
 
 def parse(argv: Sequence[str] | None) -> tuple[str, ExportArguments]:
-    from rlft.core.recipe import parse_recipe
+    from rlft.core.recipe import parse_command
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        if "--help" in argv or "-h" in argv:
-            parse_recipe([ExportArguments], ["--help"], prog="rlft export RUN_DIR")
-        raise UserError("name the run first: rlft export RUN_DIR --gguf out.gguf")
-    (args,), _ = parse_recipe([ExportArguments], argv[1:], prog="rlft export RUN_DIR")
+    run, args = parse_command(argv, ExportArguments, "rlft export", "RUN_DIR")
     if not args.gguf.endswith(".gguf"):
         raise UserError(f"--gguf must name a .gguf file, got {args.gguf!r}")
     if args.quant not in QUANTS:
         why = " (a llama.cpp mix of K-quants: write f16 here, then run llama.cpp's llama-quantize)" \
             if args.quant.startswith(("q4_k", "q5_k", "q6_k", "q3_k", "q2_k")) else ""
         raise UserError(f"--quant {args.quant} is not written by rlft{why}; choose one of {', '.join(QUANTS)}")
-    return argv[0], args
+    return run, args
 
 
 def architecture(config: Any) -> str:

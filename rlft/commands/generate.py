@@ -64,15 +64,9 @@ class GenerateArguments:
 
 def parse(argv: Sequence[str] | None, prog: str = "rlft generate") -> tuple[str, GenerateArguments]:
     """``MODEL [--key value ...]``: the model reference and the arguments."""
-    from rlft.core.recipe import parse_recipe
+    from rlft.core.recipe import parse_command
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        if "--help" in argv or "-h" in argv:
-            parse_recipe([GenerateArguments], ["--help"], prog=f"{prog} MODEL")
-        raise UserError(f"name the model first: {prog} RUN_DIR|bundled:NAME|HUB_ID [--key value ...]")
-    (args,), _ = parse_recipe([GenerateArguments], argv[1:], prog=f"{prog} MODEL")
-    return argv[0], args
+    return parse_command(argv, GenerateArguments, prog, "MODEL")
 
 
 def run_template_kwargs(name: str) -> dict[str, Any] | None:
@@ -93,22 +87,12 @@ def run_template_kwargs(name: str) -> dict[str, Any] | None:
 
 def read_prompts(path: str) -> list[Any]:
     """The ``prompt`` of every line of a JSONL file (one-line errors for a missing file or a bad line)."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"prompts file not found: {file}")
-    prompts = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise UserError(f"{file} line {number} is not JSON: {err}") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), (str, list)):
-            raise UserError(f"{file} line {number} needs a 'prompt': text or chat messages")
-        prompts.append(row["prompt"])
-    if not prompts:
-        raise UserError(f"{file} has no prompts")
+    from rlft.core.files import read_jsonl
+
+    prompts = [row["prompt"] for row in read_jsonl(path, "prompts file", "prompt")]
+    bad = next((i for i, p in enumerate(prompts, 1) if not isinstance(p, (str, list))), None)
+    if bad:
+        raise UserError(f"{path}: prompt {bad} must be text or chat messages")
     return prompts
 
 

@@ -41,17 +41,12 @@ class PushArguments:
 
 
 def parse(argv: Sequence[str] | None) -> tuple[Path, PushArguments]:
-    from rlft.core.recipe import parse_recipe
+    from rlft.core.recipe import parse_command
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        if "--help" in argv or "-h" in argv:
-            parse_recipe([PushArguments], ["--help"], prog="rlft push RUN_DIR")
-        raise UserError("name the run first: rlft push RUN_DIR --repo user/name")
-    (args,), _ = parse_recipe([PushArguments], argv[1:], prog="rlft push RUN_DIR")
+    run, args = parse_command(argv, PushArguments, "rlft push", "RUN_DIR")
     if args.repo.count("/") != 1 or not all(args.repo.split("/")):
         raise UserError(f"--repo must be user/name, got {args.repo!r}")
-    return Path(argv[0]), args
+    return Path(run), args
 
 
 def finished_manifest(run_dir: Path) -> dict[str, Any]:

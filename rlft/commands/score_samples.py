@@ -16,11 +16,9 @@ settings (``fallback_last_number``, ``allow_multiple_boxed``).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rlft.core.errors import UserError, run_cli
@@ -37,27 +35,11 @@ class CheckArguments:
 
 def read_samples(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     """The samples file as a list of dicts (one-line errors for a missing file or a bad line)."""
+    from rlft.core.files import read_jsonl
+
     if not path:
         raise UserError("give the completions to score with --samples FILE.jsonl")
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"samples file not found: {file}")
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise UserError(f"{file} line {number} is not JSON: {err}") from None
-        if not isinstance(row, dict) or "completion" not in row:
-            raise UserError(f"{file} line {number} needs a 'completion' field")
-        rows.append(row)
-        if limit and len(rows) >= limit:
-            break
-    if not rows:
-        raise UserError(f"{file} has no samples")
-    return rows
+    return read_jsonl(path, "samples file", "completion", limit, plural="samples")
 
 
 def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]],

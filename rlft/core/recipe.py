@@ -453,6 +453,27 @@ def parse_recipe(
     return instances, resolved
 
 
+def parse_command(argv: Sequence[str] | None, options: type, prog: str, target: str) -> tuple[str, Any]:
+    """``TARGET [--key value ...]`` for a command that acts on one model or run: the target and its options.
+
+    ``target`` names what comes first in the usage line (``RUN_DIR``, ``MODEL``).
+
+    Example:
+        >>> import dataclasses
+        >>> Opts = dataclasses.make_dataclass("Opts", [("quant", str, "f16")])
+        >>> parse_command(["runs/math", "--quant", "q8_0"], Opts, "rlft export", "RUN_DIR")
+        ('runs/math', Opts(quant='q8_0'))
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"{prog} {target}"
+    if not argv or argv[0].startswith("-"):
+        if "--help" in argv or "-h" in argv:
+            parse_recipe([options], ["--help"], prog=usage)
+        raise UserError(f"name the {target.lower().replace('_', ' ')} first: {usage} [--key value ...]")
+    (parsed,), _ = parse_recipe([options], argv[1:], prog=usage)
+    return argv[0], parsed
+
+
 def to_yaml(values: dict[str, Any]) -> str:
     """Serialize a resolved recipe (enums as their values) to YAML text."""
 
