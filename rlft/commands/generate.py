@@ -134,6 +134,8 @@ class Model:
         import torch
         from transformers import TextStreamer
 
+        from rlft.evaluation.generation import generate_kwargs
+
         a = self.args
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                                   **(self.template_kwargs or {}))
@@ -143,15 +145,13 @@ class Model:
             def on_finalized_text(self, chunk: str, stream_end: bool = False) -> None:
                 write(chunk + ("\n" if stream_end else ""))
 
-        sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if a.temperature > 0:
             torch.manual_seed(a.seed)
-            sampling = {"do_sample": True, "temperature": a.temperature, "top_p": 1.0, "top_k": 0}
         self.model.eval()
         with torch.inference_mode():
             out = self.model.generate(**ids, max_new_tokens=a.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                                       streamer=Out(self.tokenizer, skip_prompt=True, skip_special_tokens=True),
-                                      **sampling)
+                                      **generate_kwargs(a.temperature))
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

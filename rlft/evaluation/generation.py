@@ -42,6 +42,19 @@ def render_prompts(tokenizer: Any, prompts: Sequence[Any], chat_template_kwargs:
     return out
 
 
+def generate_kwargs(temperature: float, samples: int = 1) -> dict[str, Any]:
+    """``generate`` arguments for greedy decoding (``temperature`` 0) or plain sampling (no top-p/top-k cut).
+
+    Example:
+        >>> generate_kwargs(0.0)["do_sample"], generate_kwargs(0.8, 4)["num_return_sequences"]
+        (False, 4)
+    """
+    if temperature > 0:
+        return {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0,
+                "num_return_sequences": samples}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
 def hf_completions(
     model: Any,
     tokenizer: Any,
@@ -75,11 +88,9 @@ def hf_completions(
             batch = tokenizer(
                 texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(model.device)
-            sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
             if temperature > 0:
                 torch.manual_seed(seed + start)
-                sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0,
-                            "num_return_sequences": samples}
+            sampling = generate_kwargs(temperature, samples)
             with torch.inference_mode():
                 out = model.generate(
                     **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling,
