@@ -52,7 +52,8 @@ def test_generate_answers_like_the_runs_closing_check(trained_run, tmp_path, hub
 
     push.main([str(out), "--repo", "me/model", "--merged", "true"])  # the merged model, the Hub client mocked
     assert {"model.safetensors", "config.json", "README.md", "tokenizer.json", "rlft_merged.json"} <= set(hub["files"])
-    assert "library_name: transformers" in hub["card"] and "adapter_model.safetensors" not in hub["files"]
+    assert "library_name: transformers" in hub["card"] and "- merged\n" in hub["card"]
+    assert "adapter_model.safetensors" not in hub["files"]
 
     sampled = generate.generate_main([str(out), "--prompt", "Name a colour.", "--temperature", "1.0",
                                       "--samples", "3", "--max_new_tokens", "8"])

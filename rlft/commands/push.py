@@ -72,11 +72,10 @@ def staged_folder(run_dir: Path, manifest: dict[str, Any], merged: bool, scratch
 
     out = scratch / "merged"
     merge(str(run_dir), out)
-    for name in ("README.md", "recipe.yaml", "rlft_manifest.json", "before_after.jsonl", "log_history.jsonl"):
+    for name in ("recipe.yaml", "rlft_manifest.json", "before_after.jsonl", "log_history.jsonl"):
         if (run_dir / name).is_file():
             shutil.copy(run_dir / name, out / name)
-    card = (out / "README.md").read_text().replace("library_name: peft", "library_name: transformers", 1)
-    (out / "README.md").write_text(card.replace("\n- lora\n", "\n- merged\n", 1))
+    write_model_card(run_dir, manifest, target=out, merged=True)
     return out
 
 

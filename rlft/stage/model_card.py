@@ -78,8 +78,8 @@ def _prompt_text(prompt: Any) -> str:
     return str(prompt)
 
 
-def metadata(run_dir: Path, manifest: dict[str, Any]) -> Any:
-    """The card's YAML metadata as ``huggingface_hub.ModelCardData``."""
+def metadata(run_dir: Path, manifest: dict[str, Any], merged: bool = False) -> Any:
+    """The card's YAML metadata as ``huggingface_hub.ModelCardData`` (``merged``: for the run merged into its base)."""
     from huggingface_hub import ModelCardData
 
     chain = _chain(run_dir, manifest)
@@ -87,10 +87,11 @@ def metadata(run_dir: Path, manifest: dict[str, Any]) -> Any:
     recipe = _recipe(run_dir)
     dataset = str(recipe.get("dataset_name", ""))
     hub_dataset = "/" in dataset and not Path(dataset).exists() and not dataset.startswith("task:")
-    adapter = (run_dir / "adapter_config.json").is_file()
+    adapter = (run_dir / "adapter_config.json").is_file() and not merged
+    kind = "lora" if adapter else "merged" if merged else "full"
     return ModelCardData(base_model=hub_id, license=license_, library_name="peft" if adapter else "transformers",
                          datasets=[dataset] if hub_dataset else None, pipeline_tag="text-generation",
-                         tags=["rlft", *dict.fromkeys(s for s, _ in chain[1:]), "lora" if adapter else "full"])
+                         tags=["rlft", *dict.fromkeys(s for s, _ in chain[1:]), kind])
 
 
 def _recipe(run_dir: Path) -> dict[str, Any]:
@@ -100,13 +101,13 @@ def _recipe(run_dir: Path) -> dict[str, Any]:
     return load_recipe_file(path) if path.is_file() else {}
 
 
-def model_card(run_dir: str | Path, manifest: dict[str, Any]) -> str:
-    """The card's text for a finished run (``manifest``: its ``rlft_manifest.json``)."""
+def model_card(run_dir: str | Path, manifest: dict[str, Any], merged: bool = False) -> str:
+    """The card's text for a finished run (``manifest``: its ``rlft_manifest.json``; ``merged``: of its merged model)."""
     from rlft.evaluation.report import format_table
 
     run_dir = Path(run_dir)
     chain = _chain(run_dir, manifest)
-    card = ["---", metadata(run_dir, manifest).to_yaml(), "---", "", f"# {run_dir.name}", ""]
+    card = ["---", metadata(run_dir, manifest, merged).to_yaml(), "---", "", f"# {run_dir.name}", ""]
     card += [f"Trained with rlft from `{chain[0][1]}`: "
              + " → ".join(f"{stage} (`{where}`)" if stage != "base" else "base" for stage, where in chain) + ".", ""]
     table = (manifest.get("results") or {}).get("table")
@@ -143,10 +144,11 @@ def _recipe_text(run_dir: Path) -> str:
     return path.read_text().strip() if path.is_file() else "(none)"
 
 
-def write_model_card(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write ``README.md`` (atomically) into ``run_dir``; returns its path."""
+def write_model_card(run_dir: str | Path, manifest: dict[str, Any], target: str | Path | None = None,
+                     merged: bool = False) -> Path:
+    """Write the run's card as ``README.md`` (atomically) into ``target`` (default: ``run_dir``); returns its path."""
     from rlft.core.files import write_atomic
 
-    path = Path(run_dir) / "README.md"
-    write_atomic(path, model_card(run_dir, manifest))
+    path = Path(target or run_dir) / "README.md"
+    write_atomic(path, model_card(run_dir, manifest, merged))
     return path
