@@ -74,6 +74,13 @@ class Answer:
         return self.path != "none"
 
     @property
+    def stated(self) -> str | None:
+        """The answer as a reader would quote it: the last LaTeX span for ``latex text``; ``None`` when none was found."""
+        if not self.found:
+            return None
+        return clean(math_spans(self.text)[-1]) if self.path == "latex text" else self.text
+
+    @property
     def marked(self) -> bool:
         """Whether an explicit marker (``\\boxed``, ``####``, ``<answer>``, "the answer is") stated it."""
         return self.path in MARKERS
@@ -266,11 +273,7 @@ def extract_answer(text: Any, fallback_last_number: bool = True) -> str | None:
         True
     """
     found = find_answer(text, fallback_last_number, allow_multiple_boxed=True)
-    if found is None or not found.found:
-        return None
-    if found.path == "latex text":
-        return clean(math_spans(found.text)[-1])
-    return found.text
+    return found.stated if found else None
 
 
 def gold_answer(gold: Any) -> str | None:

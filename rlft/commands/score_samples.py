@@ -49,7 +49,7 @@ def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]],
     ``extraction``: ``find_answer``'s settings (the recipe's ``accuracy`` kwargs).
     """
     from rewards import RewardInputError
-    from rewards.extraction import extract_answer, find_answer
+    from rewards.extraction import find_answer
 
     completions = [row["completion"] for row in rows]
     keys = sorted({k for row in rows for k in row if k != "completion"})
@@ -69,9 +69,7 @@ def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]],
         valid = [(w, v) for w, v in zip(weights, per.values()) if v is not None]
         total = sum(w * v for w, v in valid) if valid else None
         found = find_answer(row["completion"], **(extraction or {}))
-        path = found.path if found else "none"
-        extracted = extract_answer(row["completion"], (extraction or {}).get("fallback_last_number", True)) \
-            if path == "latex text" else (found.text if found and found.found else None)
+        path, extracted = (found.path, found.stated) if found else ("none", None)
         out.append({"extracted": extracted, "found_by": path, "scores": per, "total": total})
     return out
 
