@@ -125,20 +125,25 @@ def test_regression_empty_answer_is_not_rewarded():
     assert exact(["Paris"], answer=[""]) == [None]
 
 
-def test_regression_timeout_works_off_the_main_thread():
-    """Bug: math-verify's signal-based timeout does nothing off the main thread, so training stalled."""
-    hostile = "\\boxed{9^{9^{9^{9^{9}}}}}"
+def in_worker_thread(reward, completions, answers):
+    """``reward``'s scores and seconds when called from a thread other than the main one (as TRL may)."""
     results: list = []
 
     def work():
         start = time.perf_counter()
-        results.append((accuracy([hostile, "\\boxed{2}"], answer=["\\sqrt{4}", "\\sqrt{4}"]), time.perf_counter() - start))
+        results.append((reward(completions, answer=answers), time.perf_counter() - start))
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(timeout=60)
     assert not thread.is_alive(), "verification hung in a worker thread"
-    (scores, elapsed), = results
+    return results[0]
+
+
+def test_regression_timeout_works_off_the_main_thread():
+    """Bug: math-verify's signal-based timeout does nothing off the main thread, so training stalled."""
+    hostile = "\\boxed{9^{9^{9^{9^{9}}}}}"
+    scores, elapsed = in_worker_thread(accuracy, [hostile, "\\boxed{2}"], ["\\sqrt{4}", "\\sqrt{4}"])
     assert scores == [0.0, 1.0]
     assert elapsed < 30
 
@@ -226,18 +231,7 @@ def test_each_extraction_path(completion, path, text):
 def test_hostile_prose_math_finishes_within_the_timeout_off_the_main_thread():
     """A completion without a marker is read whole by math-verify: still under the per-sample timeout."""
     hostile = "We find that $" + "9^{" * 40 + "9" + "}" * 40 + "$ is the count, and $" + "(" * 2000 + "$"
-    reward = resolve("accuracy", timeout=2.0)
-    results: list = []
-
-    def work():
-        start = time.perf_counter()
-        results.append((reward([hostile, "It is $4$ here"], answer=["4", "4"]), time.perf_counter() - start))
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "verification hung in a worker thread"
-    (scores, elapsed), = results
+    scores, elapsed = in_worker_thread(resolve("accuracy", timeout=2.0), [hostile, "It is $4$ here"], ["4", "4"])
     assert scores == [0.0, 1.0] and elapsed < 20
 
 
