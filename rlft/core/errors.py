@@ -77,7 +77,7 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        main(argv)
+        result = main(argv)
     except UserError as err:
         sys.stderr.write(f"error: {one_line(str(err))}\n")
         return getattr(err, "exit_code", EXIT_USAGE)
@@ -90,4 +90,5 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return 0
+    # A command that returns its own exit code (rlft doctor: 1 when something is missing) keeps it.
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
