@@ -83,6 +83,7 @@ def test_chat_streams_replies_and_compares_with_the_base():
     assert any(line.startswith("unknown command /bogus") for line in lines)
     # the base of the bundled model is itself: its answers are the model's
     assert [b[len("base>  "):] for b in bases] == [r[len("model> "):] for r in replies[1:]]
+    assert "Loading weights" not in proc.stderr and "Setting accelerator" not in proc.stdout + proc.stderr
 
 
 def subprocess_chat(session: str):

@@ -65,8 +65,11 @@ class GenerateArguments:
 def parse(argv: Sequence[str] | None, prog: str = "rlft generate") -> tuple[str, GenerateArguments]:
     """``MODEL [--key value ...]``: the model reference and the arguments."""
     from rlft.core.recipe import parse_command
+    from rlft.core.runtime import setup_logging
 
-    return parse_command(argv, GenerateArguments, prog, "MODEL")
+    parsed = parse_command(argv, GenerateArguments, prog, "MODEL")
+    setup_logging("warning")  # the answers only: no loading bars, no info lines
+    return parsed
 
 
 def run_template_kwargs(name: str) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlft.core.console import PENDING_NAME
 from rlft.core.errors import UserError
 from rlft.core.manifest import read_manifest
 
@@ -54,6 +55,11 @@ class RunArguments:
         default=False, metadata={"help": "Continue the run in output_dir from its newest complete checkpoint."},
     )
     overwrite: bool = field(default=False, metadata={"help": "Delete what output_dir holds and start over."})
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "Print third-party output (vLLM's engine, TRL's completion tables, the trainer's metric "
+                          "dicts) on the console too; it always goes to output_dir/run.log."},
+    )
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:
@@ -88,7 +94,9 @@ def check_output_dir(output_dir: str | Path, run: RunArguments, refuse: bool = T
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise UserError(f"output_dir {path} is a file; give a directory")
-    entries = [p for p in path.iterdir() if not p.name.startswith(PARTIAL)] if path.is_dir() else []
+    # a run killed before it claimed the directory leaves only its pending log: nothing to protect
+    entries = [p for p in path.iterdir() if not p.name.startswith(PARTIAL) and p.name != PENDING_NAME] \
+        if path.is_dir() else []
     if run.resume:
         checkpoints = complete_checkpoints(path)
         if not checkpoints:
@@ -125,6 +133,8 @@ def claim_output_dir(output_dir: str | Path, run: RunArguments, is_main: bool = 
     if run.overwrite and path.is_dir():
         logger.warning("overwrite: deleting the previous contents of %s", path)
         for child in path.iterdir():
+            if child.name == PENDING_NAME:  # this run's log, started when the directory was checked
+                continue
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     path.mkdir(parents=True, exist_ok=True)
     for partial in path.glob(f"{PARTIAL}*"):

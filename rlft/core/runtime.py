@@ -17,13 +17,17 @@ from collections.abc import Callable, Iterator
 logger = logging.getLogger(__name__)
 
 
-def setup_logging(level: str = "info") -> None:
-    """Log rlft's messages to stderr at ``level``; keep library chatter at warnings."""
+def setup_logging(level: str = "info", verbose: bool = False) -> None:
+    """Log rlft's messages to stderr at ``level``, other libraries' warnings (all of it when ``verbose``).
+
+    What rlft keeps off the console goes to the run's log: :mod:`rlft.core.console`.
+    """
+    from rlft.core.console import configure
+
     numeric = getattr(logging, str(level).upper(), logging.INFO)
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    configure(verbose)
     logging.getLogger("rlft").setLevel(numeric)
     logging.getLogger("rewards").setLevel(numeric)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -63,10 +63,12 @@ def start_llm(scratch: Path, **llm_kwargs: Any) -> tuple[Any, Any]:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
     from vllm import LLM
 
+    from rlft.core.console import child_output_to_log
     from rlft.rollout.reaper import new_children, start_reaper
 
     before = set(new_children(before=set()))  # every child this process has now
-    llm = LLM(**llm_kwargs)
+    with child_output_to_log():  # the engine process's logs and loading bars: the run log, not the console
+        llm = LLM(**llm_kwargs)
     return llm, start_reaper(new_children(before), [scratch])
 
 

@@ -30,11 +30,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rlft.core.console import claim_run_log, open_run_log
 from rlft.core.errors import RunStopped
 from rlft.core.files import write_atomic
 from rlft.core.manifest import write_run_files
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
 from rlft.core.runtime import is_main_process, log_deferred_warnings
+from rlft.stage import progress
 from rlft.stage.training_guards import TrainingGuard, TrainingHalted
 
 logger = logging.getLogger(__name__)
@@ -45,16 +47,19 @@ class StageRun:
 
     def __init__(self, stage: str, recipe: dict[str, Any], run: RunArguments, model_args: Any) -> None:
         self.stage, self.run, self.model_args = stage, run, model_args
-        self.recipe = {k: v for k, v in recipe.items() if k not in ("resume", "overwrite")}  # not part of a rerun
+        self.recipe = {k: v for k, v in recipe.items() if k not in ("resume", "overwrite", "verbose")}  # not part of a rerun
         self.resume_from: str | None = None
         self.trainer: Any = None
         self.train_rows: Any = None
         self.guard = TrainingGuard()
+        self.progress: Any = None
         self.status = "new"
 
     def check(self, output_dir: str) -> None:
         """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
         self.resume_from = check_output_dir(output_dir, self.run, refuse=is_main_process())
+        if is_main_process():
+            open_run_log(output_dir, resume=bool(self.resume_from))
         log_deferred_warnings()
         if self.resume_from:
             logger.info("resuming from %s", self.resume_from)
@@ -63,8 +68,10 @@ class StageRun:
         """Claim the directory and write the ``running`` manifest; every other check has passed."""
         self.trainer, self.train_rows = trainer, train_rows
         claim_output_dir(trainer.args.output_dir, self.run, is_main_process())
+        claim_run_log()
         trainer.accelerator.wait_for_everyone()
         trainer.add_callback(self.guard)
+        self.progress = progress.install(trainer, self.stage, self.run.verbose)
         trainer.args.logging_nan_inf_filter = False  # log a NaN loss as NaN, not as the mean of earlier losses
         self._record("running", {"resumed_from": self.resume_from} if self.resume_from else {})
 
@@ -78,15 +85,23 @@ class StageRun:
         try:
             trainer.train(resume_from_checkpoint=self.resume_from)
         except RunStopped as err:
+            self.end_progress()
             trainer._save_checkpoint(trainer.model, trial=None)  # the state after the last finished step
             self._record("failed", {"error": str(err)})
             raise TrainingHalted(f"{err}; saved {self._last_checkpoint()}: {err.advice}") from None
+        finally:
+            self.end_progress()  # an error then starts its own line
         if self.guard.halted:
             self._record("halted", {"error": self.guard.halted})
             raise TrainingHalted(
                 f"{self.guard.halted}; saved {self._last_checkpoint()} (before that update): lower learning_rate "
                 "or check the data, then rerun with --resume"
             )
+
+    def end_progress(self) -> None:
+        """Close the progress bar's line."""
+        if self.progress is not None:
+            self.progress.close()
 
     def finish(self, results: dict[str, Any]) -> dict[str, Any]:
         """Write the finished run's record; returns the manifest (``{}`` off the main process)."""

@@ -138,10 +138,8 @@ class TrainingStage:
         precheck(self.name, argv)  # a bad recipe refused in its one line before torch loads
         from transformers import set_seed
 
-        from rlft.core import data, models
-        from rlft.core.loading import LoadOptions
-        from rlft.core.runtime import defer_warning, is_main_process, setup_logging
-        from rlft.stage import input_checks
+        from rlft.core.console import close_run_log
+        from rlft.core.runtime import defer_warning, setup_logging
         from rlft.stage.run import StageRun
         from rlft.stage.settings import check_settings
 
@@ -151,10 +149,23 @@ class TrainingStage:
             defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
         cfg = args.train
         self.output_dir = cfg.output_dir
-        setup_logging(cfg.log_level if cfg.log_level != "passive" else "info")
+        setup_logging(cfg.log_level if cfg.log_level != "passive" else "info", verbose=args.run.verbose)
         set_seed(cfg.seed)
         record = StageRun(self.name, args.recipe, args.run, args.model)
-        record.check(cfg.output_dir)
+        record.check(cfg.output_dir)  # opens the run log: closed (removed if never claimed) whatever happens
+        try:
+            return self._checked_run(args, record)
+        finally:
+            close_run_log()
+
+    def _checked_run(self, args: StageArgs, record: Any) -> dict[str, Any]:
+        """Load, train, save and conclude, once the recipe and the output directory have been checked."""
+        from rlft.core import data, models
+        from rlft.core.loading import LoadOptions
+        from rlft.core.runtime import is_main_process
+        from rlft.stage import input_checks
+
+        cfg = args.train
         input_checks.check_counts(cfg)
         options = LoadOptions.from_args(args.model, cfg)  # revision, attention, remote code, 4/8-bit
 

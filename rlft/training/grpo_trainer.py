@@ -25,6 +25,7 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 
 from rewards.timeouts import refuse_in_worker_bootstrap
+from rlft.core.console import stdout_to_log
 from rlft.training.importance import DeferredImportanceSampling
 from rlft.training.length_buckets import LengthBuckets
 from rlft.training.sync_canary import SyncCanary
@@ -116,4 +117,5 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
             if self.log_completions and self.accelerator.is_main_process:
                 # TRL makes this folder in __init__; ``--overwrite`` empties the output dir after that
                 os.makedirs(os.path.join(self.args.output_dir, "completions"), exist_ok=True)
-        super().log(logs, start_time)
+        with stdout_to_log():  # TRL prints a completions table per log (log_completions): the run log's
+            super().log(logs, start_time)
