@@ -183,6 +183,29 @@ def math_spans(text: str) -> list[str]:
     return [span.strip() for span in spans if span.strip() and not _is_prose(span)]
 
 
+_OPERAND = r"\(?\s*[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*\)?"
+_OPERATOR = r"(?:[-+*×÷−]|\\times|\\cdot|\\div)"
+_ARITHMETIC = re.compile(rf"{_OPERAND}(?:\s*{_OPERATOR}\s*{_OPERAND})+")
+
+
+def unevaluated(answer: str) -> bool:
+    """Whether ``answer`` is arithmetic on numbers left undone (``69 + 88``, ``3 \\times 4``): a question restated.
+
+    A verifier that evaluates expressions would score ``69 + 88`` right for
+    157, and a policy trained on it learns to copy the question (the bundled
+    model did, in 20 GRPO steps: 99.5 % "accuracy" answering ``69 + 88``).
+    Fractions, powers, roots and anything with a variable are values, not this.
+
+    Example:
+        >>> unevaluated("69 + 88"), unevaluated("3 * 4"), unevaluated("-31"), unevaluated("7/4")
+        (True, True, False, False)
+        >>> unevaluated("3 + 2\\sqrt{2}"), unevaluated("x + 1"), unevaluated("2^{10}")
+        (False, False, False)
+    """
+    text = clean(answer).strip().rstrip(".")
+    return bool(_ARITHMETIC.fullmatch(text))
+
+
 def bare_expression(line: str) -> bool:
     """Whether ``line`` is math alone: numbers, one-letter names, operators, math functions; no words.
 

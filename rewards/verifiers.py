@@ -58,6 +58,7 @@ from rewards.extraction import (  # noqa: F401 - the verifier API, re-exported
     gold_answer,
     last_boxed,
     tail_text,
+    unevaluated,
 )
 from rewards.timeouts import TIMED_OUT, run_with_timeout
 
@@ -239,6 +240,8 @@ def _fast_verdict(pred: Answer | None, gold: str | None, text_fallback: bool) ->
         return False if as_number(gold) is not None else "slow"  # the worker checks the gold parses
     if not pred.whole and len(pred.text) > MAX_ANSWER_CHARS:
         return False
+    if unevaluated(pred.stated) and not unevaluated(gold):
+        return False  # "69 + 88" for 157: the question restated, not answered (math-verify would evaluate it)
     g = as_number(gold)
     if g is None:
         return "slow"

@@ -53,3 +53,24 @@ def test_rewards_imports_without_torch():
 
     code = "import sys, rewards; assert 'torch' not in sys.modules, 'rewards imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# The question restated as the answer: an evaluating verifier scored it right, and GRPO on the bundled
+# model learned to answer "69 + 88" (99.5 % "accuracy" in one make demo run). It must score 0.
+RESTATED = ["69 + 88", "\\boxed{69 + 88}", "The answer is 69+88.", "So it is $69 + 88$.", "#### 69 + 88",
+            "69 \\times 1 + 88"]
+STILL_RIGHT = [("157", "157"), ("69 + 88 = 157", "157"), ("\\boxed{157}", "157"), ("\\boxed{\\frac{1}{2}}", "0.5"),
+               ("\\boxed{3 + 2\\sqrt{2}}", "2\\sqrt{2} + 3"), ("x = 5", "5"), ("7/4", "\\frac{7}{4}")]
+
+
+def test_a_restated_question_scores_zero_and_final_values_still_score_one():
+    import rewards
+
+    accuracy = rewards.resolve("accuracy")
+    wrong = accuracy(completions=[[{"role": "assistant", "content": c}] for c in RESTATED], answer=["157"] * 6)
+    assert wrong == [0.0] * len(RESTATED), list(zip(RESTATED, wrong))
+    right = accuracy(completions=[[{"role": "assistant", "content": c}] for c, _ in STILL_RIGHT],
+                     answer=[g for _, g in STILL_RIGHT])
+    assert right == [1.0] * len(STILL_RIGHT), list(zip(STILL_RIGHT, right))
+    # a gold that is itself an expression is compared as before
+    assert accuracy(completions=["2 + 3"], answer=["2 + 3"]) == [1.0]
