@@ -60,14 +60,17 @@ def tested_set(extra: str) -> tuple[Path, dict[str, str]]:
     return path, read_constraints(path.read_text().splitlines())
 
 
-def _local_version(version: str) -> str:
-    # The CPU torch wheel is 2.13.0+cpu; `torch==2.13.0` matches it and also names the CUDA build.
+def release(version: str) -> str:
+    """A version without its local label, as pins compare it: ``2.13.0+cpu`` -> ``2.13.0``.
+
+    The CPU torch wheel is 2.13.0+cpu; ``torch==2.13.0`` matches it and also names the CUDA build.
+    """
     return version.split("+", 1)[0]
 
 
 def write_constraints(folder: Path) -> None:
     """Rewrite ``folder/cpu.txt`` and ``folder/gpu.txt`` from this environment (run it on the CPU set)."""
-    installed = {canonical(d.metadata["Name"]): (d.metadata["Name"], _local_version(d.version))
+    installed = {canonical(d.metadata["Name"]): (d.metadata["Name"], release(d.version))
                  for d in metadata.distributions()}
     pins = {key: f"{name}=={version}" for key, (name, version) in installed.items() if key not in _INSTALLERS}
     body = sorted(pins.values(), key=str.lower)

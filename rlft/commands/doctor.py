@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from rlft.commands.constraints import canonical, tested_set
+from rlft.commands.constraints import canonical, release, tested_set
 from rlft.core.errors import UserError, run_cli
 
 Row = tuple[str, str, str, str, str]
@@ -48,7 +48,7 @@ def check_requirement(text: str, tested: Mapping[str, str],
         return req.name, accepts, pinned, "-", "MISSING"
     if not req.specifier.contains(version, prereleases=True):
         verdict = "OUT OF RANGE"
-    elif pinned != "-" and version.split("+", 1)[0] != pinned:
+    elif pinned != "-" and release(version) != pinned:
         verdict = "untested"
     else:
         verdict = "ok"
@@ -88,7 +88,7 @@ def _other_drift(tested: Mapping[str, str], direct: set[str],
     out = []
     for name, pinned in sorted(tested.items()):
         version = None if name in direct else installed(name)
-        if version is not None and version.split("+", 1)[0] != pinned:
+        if version is not None and release(version) != pinned:
             out.append(f"{name} {version} (tested {pinned})")
     return out
 
@@ -99,13 +99,13 @@ def report(installed: Callable[[str], str | None] = _installed) -> tuple[str, in
 
     extra = "gpu" if torch.cuda.is_available() else "cpu"
     path, tested = tested_set(extra)
-    rows, problems = [], []
+    rows = []
     for text, optional in requirements(extra):
         row = check_requirement(text, tested, installed)
         if optional and row[4] == "MISSING":
             row = (*row[:4], f"not installed (optional: pip install 'rlft[{extra}]' for engine: vllm)")
         rows.append(row)
-        problems += [row] if row[4] in _BAD else []
+    problems = [r for r in rows if r[4] in _BAD]
     untested = [r for r in rows if r[4] == "untested"]
     table = [("package", "accepts", "tested", "installed", ""), *rows]
     widths = [max(len(r[i]) for r in table) for i in range(5)]

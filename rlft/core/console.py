@@ -148,11 +148,6 @@ def close_run_log() -> None:
     _State.pending, _State.created = False, None
 
 
-def run_log_path() -> Path | None:
-    """The open run log, if any."""
-    return Path(_State.handler.baseFilename) if _State.handler is not None else None
-
-
 def quiet() -> bool:
     """True when third-party output goes to the run log (a log is open and not ``--verbose``)."""
     return _State.handler is not None and not _State.verbose
