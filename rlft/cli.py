@@ -5,7 +5,7 @@ Each stage is a module with ``main(argv)`` (or ``module:function``); ``rlft sft 
 
 Example:
     >>> sorted(STAGES)
-    ['ab', 'ab-tally', 'chat', 'doctor', 'dpo', 'eval', 'export', 'generate', 'grpo', 'merge', 'orpo', 'pairs', 'pipeline', 'push', 'recipes', 'rewards', 'sft']
+    ['ab', 'ab-tally', 'ablate', 'chat', 'doctor', 'dpo', 'eval', 'export', 'generate', 'grpo', 'merge', 'orpo', 'pairs', 'pipeline', 'push', 'recipes', 'rewards', 'sft']
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ STAGES = {
     "pipeline": ("rlft.commands.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage"),
     "merge": ("rlft.commands.merge", "fold a run's adapter chain into its base: a plain transformers/vLLM model directory"),
     "eval": ("rlft.eval", "greedy, verifier-scored comparison of models against their base"),
+    "ablate": ("rlft.commands.ablate", "a grid of recipe settings x seeds, one run per cell, a table with intervals"),
     "rewards": ("rlft.commands.score_samples", "score literal completions with a recipe's rewards"),
     "generate": ("rlft.commands.generate:generate_main", "answer prompts with a run's model (JSONL out)"),
     "chat": ("rlft.commands.generate:chat_main", "talk to a run's model in the terminal (/compare base)"),

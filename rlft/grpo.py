@@ -58,11 +58,11 @@ class GRPO(TrainingStage):
 
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.core import models
-        from rlft.stage.checkpoints import with_atomic_checkpoints
+        from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
         self.engine = self.start_engine(args.get(RolloutArguments), args, tokenizer, model)
-        return with_atomic_checkpoints(RlftGRPOTrainer)(
+        return stage_trainer(RlftGRPOTrainer)(
             model=model, reward_funcs=self.reward_funcs, args=args.train, train_dataset=splits["train"],
             processing_class=tokenizer, peft_config=models.lora_config(args.model), engine=self.engine,
             skip_zero_advantage=args.get(ZeroAdvantageArguments).skip_zero_advantage,

@@ -41,9 +41,9 @@ class SFT(TrainingStage):
         from trl import SFTTrainer
 
         from rlft.core import models
-        from rlft.stage.checkpoints import with_atomic_checkpoints
+        from rlft.stage.trainers import stage_trainer
 
-        return with_atomic_checkpoints(SFTTrainer)(
+        return stage_trainer(SFTTrainer)(
             model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer),
             processing_class=tokenizer, peft_config=models.lora_config(args.model),
         )

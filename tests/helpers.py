@@ -38,3 +38,12 @@ def loss_and_grads(trainer, batch, **flags):
     loss = trainer._compute_loss(trainer.model, dict(batch))
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+FADING_CALLS = [0]
+
+
+def fading_reward(completions, **columns):
+    """1.0 for every answer on the first call, 1/2 on the second, ...: the first evaluation is the best one."""
+    FADING_CALLS[0] += 1
+    return [1.0 / FADING_CALLS[0]] * len(completions)

@@ -40,7 +40,7 @@ BAD = [
     ("orpo", ["--max_steps", "0"]),
     ("dpo", ["--per_device_train_batch_size", "-2"]),
     ("grpo", ["--reward_funcs", "[accuracy, no_such_reward]"]),
-    ("grpo", ["--eval_steps", "5"]),  # refused by rlft.stage.settings
+    ("grpo", ["--metric_for_best_model", "eval_accuracy"]),  # refused by rlft.stage.settings
     ("dpo", ["--sft_target_column", "answer"]),
     ("grpo", ["--rollout_engine", "vllm", "--engine", "hf"]),  # an old name beside its new one
 ]

@@ -50,6 +50,8 @@ LOGGED = {  # logger name: the start of the message
     "vllm.triton_utils.importing": "Triton is installed, but doesn't include CPU backend",
     "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
     "DeepSpeed": "Setting accelerator to CPU",
+    # early_stopping_patience with final_model: last: the closing lines say which model was saved
+    "transformers.trainer_callback": "Using EarlyStoppingCallback without load_best_model_at_end=True",
 }
 
 _divert: list[Callable[[logging.LogRecord], None]] = []  # the run log's sink, set by rlft.core.console

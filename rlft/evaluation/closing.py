@@ -112,4 +112,25 @@ def closing_text(manifest: dict[str, Any], output_dir: str) -> str:
         if rollout.get("fallback_from"):
             line += f" (fell back from {rollout['fallback_from']}: {rollout.get('fallback_reason', '?')})"
         lines.append(line)
+    lines.extend(during_training_lines(results.get("eval_during_training")))
     return "\n".join([*lines, f"saved to {output_dir}"])
+
+
+def during_training_lines(during: dict[str, Any] | None) -> list[str]:
+    """The closing lines about evaluation during training: how many, their cost, the best checkpoint.
+
+    Example:
+        >>> during_training_lines({"evals": 3, "eval_seconds_mean": 12.5, "best": {"metric": "eval/accuracy",
+        ...     "value": 0.42, "step": 20, "checkpoint": "runs/x/checkpoint-20", "final_model": "best"}})
+        ['evaluated during training: 3 times, 12.5 s each', 'best eval/accuracy: 0.42 at step 20 (runs/x/checkpoint-20), the saved model']
+    """
+    if not during:
+        return []
+    lines = [f"evaluated during training: {during['evals']} times, {during['eval_seconds_mean']} s each"]
+    if during.get("stopped_early_at"):
+        lines.append(f"stopped early at step {during['stopped_early_at']} (early_stopping_patience)")
+    best = during.get("best")
+    if best:
+        kept = "the saved model" if best["final_model"] == "best" else "kept; the saved model is the last step's"
+        lines.append(f"best {best['metric']}: {best['value']:.4g} at step {best['step']} ({best['checkpoint']}), {kept}")
+    return lines

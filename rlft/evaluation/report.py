@@ -64,7 +64,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
@@ -86,7 +86,7 @@ def accuracy_plot(rows: list[dict[str, Any]]) -> bytes:
     metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"Greedy {metric} on held-out prompts (95% bootstrap CI)")
-    data = _png(fig)
+    data = png_bytes(fig)
     plt.close(fig)
     return data
 
@@ -113,7 +113,7 @@ def curves_plot(runs: dict[str, list[dict[str, Any]]]) -> bytes | None:
     for ax in (left, right):
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    data = _png(fig)
+    data = png_bytes(fig)
     plt.close(fig)
     return data
 

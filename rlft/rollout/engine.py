@@ -289,6 +289,21 @@ class VLLMEngine:
             self.probe = out["prompt_ids"][0] + out["completion_ids"][0][:PROBE_COMPLETION_TOKENS]
         return out
 
+    def greedy(self, prompts: list, max_tokens: int) -> list[str]:
+        """Greedy completions of ``prompts`` by the weights the engine holds (evaluation during training).
+
+        Example:
+            >>> engine.greedy([[{"role": "user", "content": "2+2?"}]], 32)  # doctest: +SKIP
+            ['2 + 2 = 4']
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=self.encode(p)) for p in prompts], params,
+                                    lora_request=self.lora_request, use_tqdm=False)
+        return [request.outputs[0].text for request in outputs]
+
     def probe_logprobs(self) -> list[float]:
         """The engine's logprob of each probe token after the first, given those before it (temperature 1).
 

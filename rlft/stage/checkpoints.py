@@ -5,15 +5,16 @@ directory's rules are in :mod:`rlft.core.run_dir`) and renamed to
 ``checkpoint-N`` once transformers has written all of it; resume only ever
 sees complete checkpoints.
 
+Stages get it through :func:`rlft.stage.trainers.stage_trainer`.
+
 Example:
     >>> from transformers import Trainer
-    >>> with_atomic_checkpoints(Trainer).__name__
-    'AtomicTrainer'
+    >>> type("T", (AtomicCheckpoints, Trainer), {}).__mro__[1].__name__
+    'AtomicCheckpoints'
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 from pathlib import Path
@@ -47,6 +48,10 @@ class AtomicCheckpoints:
         finally:
             self._staging_dir = None
         self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
+        best = self.state.best_model_checkpoint  # type: ignore[attr-defined]
+        moved_best = bool(best) and Path(best).parent == staging  # transformers saw the best in the staging dir
+        if moved_best:
+            self.state.best_model_checkpoint = str(run_dir / Path(best).name)  # type: ignore[attr-defined]
         if main:
             final = run_dir / name
             if final.exists():  # the same step saved again: swap, never a moment without a copy
@@ -57,6 +62,10 @@ class AtomicCheckpoints:
             else:
                 os.replace(staging / name, final)
             staging.rmdir()
+            if moved_best:  # the saved state names the renamed checkpoint, so a resumed run still protects it
+                from transformers.trainer import TRAINER_STATE_NAME
+
+                self.state.save_to_json(str(final / TRAINER_STATE_NAME))  # type: ignore[attr-defined]
             self._rotate(run_dir)
         self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
 
@@ -65,9 +74,3 @@ class AtomicCheckpoints:
 
         rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,  # type: ignore
                            best_model_checkpoint=self.state.best_model_checkpoint)  # type: ignore[attr-defined]
-
-
-@functools.cache
-def with_atomic_checkpoints(trainer_cls: type) -> type:
-    """``trainer_cls`` with :class:`AtomicCheckpoints` in front (one subclass per trainer class)."""
-    return type(f"Atomic{trainer_cls.__name__}", (AtomicCheckpoints, trainer_cls), {})

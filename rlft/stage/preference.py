@@ -81,9 +81,9 @@ class PreferenceStage(TrainingStage):
 
     def build_trainer(self, args: StageArgs, splits: Any, tokenizer: Any, model: Any) -> Any:
         from rlft.core import data, models
-        from rlft.stage.checkpoints import with_atomic_checkpoints
+        from rlft.stage.trainers import stage_trainer
 
-        trainer_cls = with_atomic_checkpoints(self.trainer_class())
+        trainer_cls = stage_trainer(self.trainer_class())
         train = splits["train"].select_columns(list(COLUMNS))
         train = data.with_template_options(train, args.model.chat_template_kwargs)  # TRL reads them per row
         return trainer_cls(model=model, args=args.train, train_dataset=train, processing_class=tokenizer,

@@ -7,8 +7,8 @@ the run log, and stay in ``log_history.jsonl`` and TensorBoard; with
 Example:
     >>> postfix({"loss": 0.0312, "reward": 0.41, "rewards/accuracy/mean": 0.375})
     'loss 0.0312 · reward 0.410 · accuracy 37.5%'
-    >>> postfix({"loss": 1.25, "mean_token_accuracy": 0.62})
-    'loss 1.25 · token accuracy 62.0%'
+    >>> postfix({"loss": 1.25, "mean_token_accuracy": 0.62, "eval_accuracy": 0.4})
+    'loss 1.25 · token accuracy 62.0% · eval accuracy 40.0%'
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SHOWN = (
     ("rewards/accuracy/mean", "accuracy", "{:.1%}"),
     ("rewards/accuracies", "pair accuracy", "{:.1%}"),
     ("mean_token_accuracy", "token accuracy", "{:.1%}"),
-    ("eval/accuracy", "eval accuracy", "{:.1%}"),
+    ("eval_accuracy", "eval accuracy", "{:.1%}"),
 )
 
 
@@ -48,6 +48,7 @@ class ProgressBar(TrainerCallback):
     def __init__(self, stage: str) -> None:
         self.stage = stage
         self.bar: Any = None
+        self.shown: dict[str, Any] = {}  # the latest value of each shown key: an eval log keeps the training figures
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and not args.disable_tqdm:
@@ -64,7 +65,8 @@ class ProgressBar(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero:
             metrics_log.info("step %d: %s", state.global_step, logs)
-        text = postfix(logs or {})
+        self.shown.update({key: (logs or {})[key] for key, _, _ in SHOWN if key in (logs or {})})
+        text = postfix(self.shown)
         if self.bar is not None and text:
             self.bar.set_postfix_str(text, refresh=True)
 

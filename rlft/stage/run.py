@@ -155,8 +155,11 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
     from rlft.core.models import base_model_id
 
     output_dir = trainer.args.output_dir
-    write_atomic(Path(output_dir) / "log_history.jsonl",
-                 "".join(json.dumps(e, default=str) + "\n" for e in trainer.state.log_history))
+    from rlft.stage.greedy_eval import shown_key
+
+    write_atomic(Path(output_dir) / "log_history.jsonl",  # eval_accuracy as eval/accuracy, as TensorBoard shows it
+                 "".join(json.dumps({shown_key(k): v for k, v in e.items()}, default=str) + "\n"
+                         for e in trainer.state.log_history))
     from rlft.core.loading import LoadOptions
 
     manifest = write_run_files(

@@ -75,13 +75,17 @@ TRAINER_USED = _names("""
     ddp_static_graph ddp_backend ddp_timeout fsdp fsdp_config deepspeed debug skip_memory_metrics local_rank
 """, USED)
 
-NO_EVAL = ("rlft gives the trainer no evaluation split; the greedy before/after check on held-out prompts "
-           "runs at the end (eval_samples, eval_before_after)")
+NO_EVAL = ("rlft evaluates by greedy generation scored by the recipe's rewards, not by a loss on an evaluation "
+           "split: eval_steps, eval_samples, eval_max_new_tokens, eval_batch_size, keep_best")
 TRAINER_REFUSED = {
-    **_names("""eval_strategy eval_steps eval_delay per_device_eval_batch_size prediction_loss_only eval_on_start
-                eval_do_concat_batches eval_use_gather_object eval_accumulation_steps include_for_metrics
-                batch_eval_metrics bf16_full_eval fp16_full_eval load_best_model_at_end metric_for_best_model
-                greater_is_better do_eval do_predict""", refused(NO_EVAL)),
+    **_names("""eval_delay per_device_eval_batch_size prediction_loss_only eval_do_concat_batches
+                eval_use_gather_object eval_accumulation_steps include_for_metrics batch_eval_metrics bf16_full_eval
+                fp16_full_eval do_eval do_predict""", refused(NO_EVAL)),
+    "eval_strategy": refused("use eval_steps: N (rlft's greedy evaluation every N steps)"),
+    "eval_on_start": refused("the closing table scores the base model; eval_steps: N evaluates during training"),
+    "metric_for_best_model": refused("use keep_best: eval/accuracy (any metric the evaluation logs)"),
+    "greater_is_better": refused("keep_best follows transformers' rule: a metric ending in loss is minimized"),
+    "load_best_model_at_end": refused("use final_model: best (with keep_best)"),
     "do_train": refused("rlft stages always train; drop it"),
     "resume_from_checkpoint": refused("use resume: true (rlft finds the run's last complete checkpoint)"),
     "logging_nan_inf_filter": refused("rlft logs a NaN loss as NaN so its training guard can stop the run"),
@@ -113,7 +117,8 @@ MODEL = {
 
 RLFT = _names("""dataset_name dataset_config dataset_train_split dataset_test_split test_size num_train_samples
                  num_test_samples task_kwargs prompt_column prompt_instruction eval_before_after eval_samples
-                 eval_max_new_tokens eval_batch_size reward_funcs reward_kwargs resume overwrite verbose""", USED)
+                 eval_max_new_tokens eval_batch_size eval_steps keep_best final_model
+                 early_stopping_patience reward_funcs reward_kwargs resume overwrite verbose""", USED)
 
 MODEL_LOADED_BY_RLFT = refused("rlft loads the model itself: use model_name_or_path, dtype, attn_implementation, "
                                "model_revision, load_in_4bit")

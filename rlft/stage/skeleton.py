@@ -1,8 +1,8 @@
 """The sequence every training stage follows, written once.
 
     config -> seed -> output dir checked -> data -> stage checks -> tokenizer
-    -> model -> trainer -> directory claimed -> guarded train -> save
-    -> greedy before/after check -> manifest
+    -> model -> trainer (+ evaluation during training) -> directory claimed
+    -> guarded train -> save -> greedy before/after check -> manifest
 
 A stage (``rlft/sft.py``, ``grpo.py``, ``dpo.py``, ``orpo.py``) is a
 :class:`TrainingStage` subclass that says only where it differs: its TRL
@@ -110,7 +110,8 @@ class TrainingStage:
 
     # -- the sequence, once --
     def argument_types(self) -> list[type]:
-        """The recipe's argument groups, in parse order: data, eval, model, rewards, extras, run, TRL config."""
+        """The recipe's argument groups, in parse order: data, eval (closing, during training), model, rewards,
+        extras, run, TRL config."""
         from rlft.core.arguments import (
             DataArguments,
             EvalArguments,
@@ -118,9 +119,10 @@ class TrainingStage:
             RewardArguments,
         )
         from rlft.core.run_dir import RunArguments
+        from rlft.stage.greedy_eval import TrainingEvalArguments
 
-        return [DataArguments, EvalArguments, ModelArguments, RewardArguments, *self.extra_arguments, RunArguments,
-                self.config_class()]
+        return [DataArguments, EvalArguments, TrainingEvalArguments, ModelArguments, RewardArguments,
+                *self.extra_arguments, RunArguments, self.config_class()]
 
     def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
         """The recipe's argument groups (:meth:`argument_types`, one instance each) and the resolved recipe."""
@@ -163,7 +165,7 @@ class TrainingStage:
         from rlft.core import data, models
         from rlft.core.loading import LoadOptions
         from rlft.core.runtime import is_main_process
-        from rlft.stage import input_checks
+        from rlft.stage import greedy_eval, input_checks
 
         cfg = args.train
         input_checks.check_counts(cfg)
@@ -171,7 +173,9 @@ class TrainingStage:
 
         splits = data.load_splits(args.data, seed=cfg.seed)
         self.check_data(args, splits)
-        scoring = self.scoring_rewards(args) if args.eval.eval_before_after else []
+        during = args.get(greedy_eval.TrainingEvalArguments)
+        scoring = self.scoring_rewards(args) if args.eval.eval_before_after or during.eval_steps else []
+        greedy_eval.check_plan(during, splits["test"], scoring, cfg)
         tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
         input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
         model = models.load_model(args.model.model_name_or_path, args.model.dtype, options=options)  # adapters merged
@@ -179,10 +183,14 @@ class TrainingStage:
 
         try:
             trainer = self.build_trainer(args, splits, tokenizer, model)
+            greedy_eval.attach(trainer, during, args.eval, splits["test"], scoring, tokenizer,
+                               args.model.chat_template_kwargs)
             record.begin(trainer, splits["train"])
             record.train()
-            trainer.save_model(cfg.output_dir)
+            trainer.save_model(cfg.output_dir)  # with final_model: best, the best checkpoint's weights
             results = self.results(trainer)
+            if during.eval_steps:
+                results["eval_during_training"] = greedy_eval.summary(trainer, during)
         finally:
             self.close()
         if not is_main_process():

@@ -68,7 +68,7 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
     sync, engine and trainer score a fixed probe and must agree
     (``sync_check``, :mod:`rlft.training.sync_canary`; logged as
     ``sync/logprob_gap``). Stages add atomic checkpoints
-    (:func:`rlft.stage.checkpoints.with_atomic_checkpoints`).
+    and evaluation during training (:func:`rlft.stage.trainers.stage_trainer`).
     """
 
     def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False,
@@ -91,7 +91,21 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
             self._last_loaded_step = 0  # the engine starts with the step-0 weights
 
     def _generate(self, prompts: list) -> Any:
-        # TRL would call ``vllm_generation.sync_weights()`` here with no arguments; the
+        self._sync_engine()
+        return super()._generate(prompts)
+
+    def engine_completions(self, prompts: list, max_new_tokens: int) -> list[str] | None:
+        """Greedy completions from the rollout engine, synced to the policy first (evaluation during training).
+
+        ``None`` without an engine: the caller generates with transformers.
+        """
+        if self.engine is None or not hasattr(self.engine, "greedy"):  # test stand-ins may have none
+            return None
+        self._sync_engine()  # the sync the next step's first rollout would make: no extra cost there
+        return self.engine.greedy(prompts, max_new_tokens)
+
+    def _sync_engine(self) -> None:
+        # TRL would call ``vllm_generation.sync_weights()`` with no arguments; the
         # engine is given the policy instead, so it needs no reference to this trainer.
         if self.engine is not None and self.state.global_step != self._last_loaded_step:
             policy = self.accelerator.unwrap_model(self.model)
@@ -101,7 +115,6 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
             if self.sync_canary is not None:  # before any rollout comes from the new weights
                 with profiling_context(self, "sync_check"):
                     self.sync_canary.check(policy, self.state.global_step)
-        return super()._generate(prompts)
 
     def _worst_over_ranks(self, figures: Any) -> Any:
         return self.accelerator.gather(figures[None].to(self.accelerator.device)).amax(0).cpu()
@@ -117,5 +130,10 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
             if self.log_completions and self.accelerator.is_main_process:
                 # TRL makes this folder in __init__; ``--overwrite`` empties the output dir after that
                 os.makedirs(os.path.join(self.args.output_dir, "completions"), exist_ok=True)
-        with stdout_to_log():  # TRL prints a completions table per log (log_completions): the run log's
-            super().log(logs, start_time)
+        table = self.log_completions
+        self.log_completions = table and self.model.training  # an eval log (greedy_eval) repeats no table
+        try:
+            with stdout_to_log():  # TRL prints a completions table per log (log_completions): the run log's
+                super().log(logs, start_time)
+        finally:
+            self.log_completions = table

@@ -56,9 +56,12 @@ def stock_trainer(recipe_argv: list[str], callbacks: list | None = None):
     from trl import GRPOTrainer
 
     from rlft.core import data, models
+    from rlft.core.arguments import RewardArguments
     from rlft.grpo import parse
+    from rlft.stage.skeleton import StageArgs
 
-    (data_args, _eval, model_args, reward_args, *_, cfg), _ = parse(recipe_argv)
+    args = StageArgs(*parse(recipe_argv))
+    data_args, model_args, reward_args, cfg = args.data, args.model, args.get(RewardArguments), args.train
     set_seed(cfg.seed)
     splits = data.load_splits(data_args, seed=cfg.seed)
     model_dir = models.resolve_model(model_args.model_name_or_path).base
