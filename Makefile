@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: constraints key-table setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal lint clean
+.PHONY: constraints key-table setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-docs lint clean
 
 setup: $(STAMP)
 
@@ -49,7 +49,8 @@ demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
-# All six take ~100 min on 2 CPU cores; reports land in runs/bench/*.json.
+# All six take ~3 h on 2 CPU cores (bench-learning: 3 seeds, ~95 min); results land in bench/results/*.json
+# (committed); `make bench-docs` rewrites the docs' tables from them.
 bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal
 
 bench-rewards: setup
@@ -67,7 +68,10 @@ bench-buckets: setup
 	$(PY) tests/bench/bench_length_buckets.py
 
 bench-learning: setup
-	$(PY) tests/bench/bench_learning.py
+	$(PY) tests/bench/bench_learning.py --work runs/bench/learning
+
+bench-docs: setup
+	$(PY) tests/bench/docs.py
 
 # A bad recipe as a user meets it: stderr lines and seconds to refuse, now vs a baseline commit (~3 min).
 bench-refusal: setup

