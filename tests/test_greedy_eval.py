@@ -157,3 +157,22 @@ def test_early_stopping_ends_the_run_after_patience_evaluations_without_a_new_be
     assert during["stopped_early_at"] == 3 and during["best"]["step"] == 1
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]  # the best is kept
     assert (out / "adapter_model.safetensors").is_file()  # final_model: last -> step 3's weights, in the run dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["dpo", "orpo"])
+def test_preference_stages_evaluate_during_training_beside_their_own_metrics(stage, tmp_path, bundled_dir):
+    import importlib
+
+    from tests.test_preference import STAGE_FAST, chat_pairs
+
+    data = chat_pairs(tmp_path / "pairs.jsonl", n=10)  # 2 held out (test_size 0.2), with answers
+    out = tmp_path / stage
+    importlib.import_module(f"rlft.{stage}").main([f"recipes/{stage}.yaml", "--output_dir", str(out),
+                                                   "--dataset_name", str(data), *STAGE_FAST, "--eval_steps", "1",
+                                                   "--eval_before_after", "false"])
+    history = logged(out)
+    evals = [e for e in history if "eval/accuracy" in e]
+    assert [e["step"] for e in evals] == [1, 2] and all(e["eval/n"] == 2 for e in evals)
+    assert [e["step"] for e in history if "loss" in e and "rewards/margins" in e] == [1, 2]
+    assert not any(key.startswith("eval/rewards") or key == "eval/loss" for e in evals for key in e)

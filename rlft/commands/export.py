@@ -38,6 +38,7 @@ ARCHES = {"llama": "LLAMA", "qwen2": "QWEN2"}
 # llama.cpp's pre-tokenizer names, by the model family whose byte-level BPE they split like
 PRE_TOKENIZERS = {("llama", 49152): "smollm", ("llama", 128256): "llama-bpe", ("qwen2", None): "qwen2"}
 QUANTS = {"f32": "F32", "f16": "F16", "q8_0": "Q8_0"}
+FILE_TYPES = {"F32": 0, "F16": 1, "Q8_0": 7}  # llama.cpp's LLAMA_FTYPE_MOSTLY_*
 CHECK_PROMPTS = ["What is 12 + 30?", "Name three colours.", "What is the capital of France?", "Write a haiku about rain.",
                  "What is 7 times 8?", "Explain what a prime number is.", "What is 100 - 37?", "Say hello in Spanish.",
                  "What is 3 squared?", "List two fruits.", "What is 15 divided by 3?", "What day comes after Monday?",
@@ -100,7 +101,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str) ->
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type({"F32": 0, "F16": 1, "Q8_0": 7}[QUANTS[quant]])
+    writer.add_file_type(FILE_TYPES[QUANTS[quant]])
     _write_tokenizer(writer, tokenizer, arch, config.vocab_size)
 
     qtype = getattr(gguf.GGMLQuantizationType, QUANTS[quant])
@@ -182,12 +183,17 @@ def modelfile(gguf_name: str, tokenizer: Any) -> str:
 
 def verify(model: Any, tokenizer: Any, path: Path, max_new_tokens: int) -> dict[str, Any]:
     """Load ``path`` back (transformers' GGUF loader) and compare its greedy answers and logits with ``model``'s."""
+    import contextlib
+    import io
+
     import torch
     from transformers import AutoModelForCausalLM
 
     from rlft.evaluation.generation import hf_completions
 
-    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    # transformers' GGUF loader draws a plain tqdm bar per tensor that its progress-bar switch does not reach
+    with contextlib.redirect_stderr(io.StringIO()):
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     prompts = [[{"role": "user", "content": p}] for p in CHECK_PROMPTS]
     ours = hf_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=len(prompts))
     theirs = hf_completions(loaded, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=len(prompts))
@@ -201,9 +207,14 @@ def verify(model: Any, tokenizer: Any, path: Path, max_new_tokens: int) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Export the run; returns what was written and the check's figures."""
+    from transformers.utils import logging as hf_logging
+
     from rlft.core.models import load_model, load_tokenizer
+    from rlft.core.runtime import setup_logging
 
     run, args = parse(argv)
+    setup_logging("warning")  # what was written and the check's figures: no loading bars
+    hf_logging.disable_progress_bar()  # the GGUF loader's dequantizing bar too
     model, tokenizer = load_model(run, "float32"), load_tokenizer(run)
     architecture(model.config)  # refused before anything is written
     out = Path(args.gguf)
