@@ -145,13 +145,14 @@ def format_rows(rows: list[dict], baseline: str) -> str:
     """
     width = max(len("setting"), *(len(r["setting"]) for r in rows))
     vs_head = f"vs {baseline} (paired) [95% CI]"
+    vs_width = max(26, len(vs_head))
     lines = [f"{'setting':<{width}}  seeds  {'accuracy [95% CI]':<22} {'gain over base [95% CI]':<24} "
-             + f"{vs_head:<26} wall/run"]
+             + f"{vs_head:<{vs_width}} wall/run"]
     for r in rows:
         vs = "baseline" if r["setting"] == baseline else _span(r, "vs_baseline", signed=True)
         wall = "-" if r.get("seconds") is None else f"{int(r['seconds'] // 60)}m{int(r['seconds'] % 60):02d}s"
         lines.append(f"{r['setting']:<{width}}  {len(r['seeds']):<5}  {_span(r, 'accuracy'):<22} "
-                     f"{_span(r, 'gain', signed=True):<24} {vs:<26} {wall}")
+                     f"{_span(r, 'gain', signed=True):<24} {vs:<{vs_width}} {wall}")
     return "\n".join(lines)
 
 
