@@ -138,19 +138,12 @@ def check_cells(plan: dict[str, Any]) -> None:
     """Parse every cell's recipe with its overrides before any runs (a typo in the grid fails now)."""
     import importlib
 
-    from rlft.core.errors import one_line
+    from rlft.commands.pipeline import check_parses
 
     parse = importlib.import_module(f"rlft.{plan['stage']}").parse
-    quiet = logging.getLogger("rlft.core.runtime")  # each cell warns about precision itself when it runs
-    quiet.disabled = True
-    try:
-        for cell in plan["cells"][::len(plan["seeds"])]:  # one per setting: seeds change nothing a parse checks
-            try:
-                parse([plan["recipe"], *cell_flags(plan, cell)])
-            except UserError as err:
-                raise UserError(f"cell {cell['setting']}: {one_line(str(err))}") from None
-    finally:
-        quiet.disabled = False
+    # one cell per setting: seeds change nothing a parse checks
+    check_parses([(f"cell {cell['setting']}", parse, [plan["recipe"], *cell_flags(plan, cell)])
+                  for cell in plan["cells"][::len(plan["seeds"])]])
 
 
 def run_cell(plan: dict[str, Any], index: int) -> bool:

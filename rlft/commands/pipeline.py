@@ -127,7 +127,6 @@ def check_stages(args: PipelineArguments) -> None:
     """Parse every stage's recipe with its overrides before anything runs: a typo fails now, not after SFT."""
     import importlib
 
-    from rlft.core.errors import one_line
 
     steps = [(name, MODULES[spec.get("stage", name)], spec["recipe"], spec.get("overrides") or {})
              for name, spec in args.stages.items()]
@@ -135,14 +134,26 @@ def check_stages(args: PipelineArguments) -> None:
         spec = args.evaluation
         steps.append(("evaluation", "rlft.eval", spec["recipe"],
                       {**(spec.get("overrides") or {}), "models": spec.get("models") or ["base"]}))
-    quiet = logging.getLogger("rlft.core.runtime")  # each stage warns about precision itself when it runs
+    check_parses([(f"pipeline stage {name!r}", importlib.import_module(module).parse,
+                   [recipe, *as_flags(substitute(overrides, args.output_dir))])
+                  for name, module, recipe, overrides in steps])
+
+
+def check_parses(runs: Sequence[tuple[str, Any, list[str]]]) -> None:
+    """Parse each ``(label, parse, argv)`` of runs that are to come; the first error, prefixed by its label.
+
+    The precision notes a parse logs are held back: each run logs them itself when it starts.
+    """
+    from rlft.core.errors import one_line
+
+    quiet = logging.getLogger("rlft.core.runtime")
     quiet.disabled = True
     try:
-        for name, module, recipe, overrides in steps:
+        for label, parse, argv in runs:
             try:
-                importlib.import_module(module).parse([recipe, *as_flags(substitute(overrides, args.output_dir))])
+                parse(argv)
             except UserError as err:
-                raise UserError(f"pipeline stage {name!r}: {one_line(str(err))}") from None
+                raise UserError(f"{label}: {one_line(str(err))}") from None
     finally:
         quiet.disabled = False
 
