@@ -7,7 +7,8 @@
 Rewards come from the recipe (``reward_funcs``, ``reward_kwargs``,
 ``reward_weights``); TRL's GRPO settings pass through; LoRA by default.
 Completions come from ``engine`` (``hf``: TRL's own generation; ``vllm``:
-:mod:`rlft.rollout.engine`). The sequence is :class:`rlft.stage.skeleton.TrainingStage`'s.
+rlft's in-process engine on CPU, :mod:`rlft.rollout.engine`, and TRL's
+colocate mode on CUDA, :mod:`rlft.rollout.colocate`; see ``docs/scaling.md``). The sequence is :class:`rlft.stage.skeleton.TrainingStage`'s.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class GRPO(TrainingStage):
     def __init__(self) -> None:
         self.reward_funcs: list = []  # built and checked in check_data, before the model loads
         self.engine = None  # the vLLM engine, when the recipe asks for one
+        self.backend = "hf"  # hf, rlft (rlft's engine) or trl-colocate (rlft.core.accelerator.rollout_backend)
         self.fallback: dict = {}  # why the rollouts came from hf when the recipe asked for vllm
 
     def config_class(self) -> type:
@@ -45,47 +47,84 @@ class GRPO(TrainingStage):
 
         All before the model loads and the output directory is claimed.
         """
+        from rlft.core.accelerator import RLFT_ENGINE, Launch, rollout_backend
         from rlft.core.data import require_columns
         from rlft.rollout.engine import resolve_sync
         from rlft.stage.input_checks import checked_rewards
 
         require_columns(splits["train"], ["prompt"], "the GRPO stage")
         rollout = args.get(RolloutArguments)
-        if rollout.engine == "vllm":  # e.g. vllm_sync: adapter with DoRA, which vLLM cannot load
+        # refused here: rlft's engine with several processes or ZeRO-3, 4-bit bases under TRL's colocate mode
+        self.backend = rollout_backend(Launch.current(), rollout.engine, rollout.vllm_sync,
+                                       bool(args.model.load_in_4bit))
+        if self.backend == RLFT_ENGINE:  # e.g. vllm_sync: adapter with DoRA, which vLLM cannot load
             resolve_sync(rollout.vllm_sync, args.model.use_peft, args.model.use_dora)
         self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0],
                                             args.get(RewardFailureArguments).on_reward_error)
 
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.core import models
+        from rlft.core.accelerator import RLFT_ENGINE, TRL_COLOCATE
+        from rlft.rollout.colocate import with_engine_start
         from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
-        self.engine = self.start_engine(args.get(RolloutArguments), args, tokenizer, model)
-        return stage_trainer(RlftGRPOTrainer)(
+        rollout = args.get(RolloutArguments)
+        wrap_vllm = None
+        if self.backend == TRL_COLOCATE:
+            wrap_vllm = self.colocate(rollout, args)
+        elif self.backend == RLFT_ENGINE:
+            self.engine = self.start_engine(rollout, args, tokenizer, model)
+        trainer = with_engine_start(lambda: stage_trainer(RlftGRPOTrainer)(
             model=model, reward_funcs=self.reward_funcs, args=args.train, train_dataset=splits["train"],
             processing_class=tokenizer, peft_config=models.lora_config(args.model), engine=self.engine,
-            skip_zero_advantage=args.get(ZeroAdvantageArguments).skip_zero_advantage,
+            wrap_vllm=wrap_vllm, skip_zero_advantage=args.get(ZeroAdvantageArguments).skip_zero_advantage,
             length_buckets=args.get(LengthBucketArguments).length_buckets,
-        )
+        ))
+        self.engine = trainer.engine
+        return trainer
+
+    def colocate(self, rollout, args):
+        """TRL's colocated vLLM (CUDA): its settings on ``args.train``; the wrapper that adds rlft's checks.
+
+        ``None`` (TRL generates with transformers) when vLLM is not installed
+        and ``rollout_fallback`` is ``hf``.
+        """
+        import functools
+        import importlib.util
+
+        from rlft.rollout.colocate import ColocateEngine, colocate_settings
+
+        if importlib.util.find_spec("vllm") is None:
+            self.fall_back(rollout, "vllm is not installed (pip install 'rlft[gpu]')")
+            return None
+        for key, value in colocate_settings(rollout).items():
+            setattr(args.train, key, value)
+        return functools.partial(ColocateEngine, rollout=rollout, bf16=bool(args.train.bf16),
+                                 chat_template_kwargs=args.model.chat_template_kwargs)
 
     def scoring_rewards(self, args) -> list:
         return self.reward_funcs  # the trained-on rewards, already built and checked
 
     def start_engine(self, rollout, args, tokenizer, model):
-        """The vLLM engine the recipe asks for; if it cannot start, hf (recorded) or a one-line stop."""
-        from rlft.core.errors import UserError
+        """rlft's vLLM engine (CPU; CUDA with vllm_sync: adapter); if it cannot start, :meth:`fall_back`."""
         from rlft.rollout.engine import EngineStartError, make_engine
 
         try:
             return make_engine(rollout, args.train, args.model, tokenizer, start_model=model)
         except EngineStartError as err:
-            if rollout.rollout_fallback == "error":
-                raise UserError(f"engine: vllm could not start ({err}); rollout_fallback: error stops here "
-                                "(rollout_fallback: hf generates with transformers instead)") from None
-            logger.warning("vLLM engine unavailable (%s); generating with transformers (engine: hf) instead", err)
-            self.fallback = {"fallback_from": "vllm", "fallback_reason": str(err)}
+            self.fall_back(rollout, str(err))
             return None
+
+    def fall_back(self, rollout, reason: str) -> None:
+        """vLLM cannot start: generate with transformers (warned, recorded), or stop in one line."""
+        from rlft.core.errors import UserError
+
+        if rollout.rollout_fallback == "error":
+            raise UserError(f"engine: vllm could not start ({reason}); rollout_fallback: error stops here "
+                            "(rollout_fallback: hf generates with transformers instead)")
+        logger.warning("vLLM engine unavailable (%s); generating with transformers (engine: hf) instead", reason)
+        self.fallback = {"fallback_from": "vllm", "fallback_reason": reason}
 
     def results(self, trainer) -> dict:
         return {"rollout": self.engine.describe() if self.engine else {"engine": "hf", **self.fallback}}

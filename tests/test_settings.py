@@ -59,8 +59,8 @@ def test_refused_in_a_recipe_file_too(tmp_path):
 
 
 def test_keys_for_the_other_engine_are_named_not_refused(tmp_path):
-    args = stage_args("grpo", "--engine", "hf", "--vllm_dtype", "float32", "--min_p", "0.1", tmp_path=tmp_path)
-    assert check_settings("grpo", args) == ["vllm_dtype (only with engine: vllm)"]
+    args = stage_args("grpo", "--engine", "hf", "--vllm_max_model_len", "512", "--min_p", "0.1", tmp_path=tmp_path)
+    assert check_settings("grpo", args) == ["vllm_max_model_len (only with engine: vllm)"]
     args = stage_args("grpo", "--engine", "vllm", "--cache_implementation", "static", tmp_path=tmp_path)
     assert check_settings("grpo", args) == ["cache_implementation (only with engine: hf)"]
     args = stage_args("sft", "--use_peft", "false", tmp_path=tmp_path)  # sft.yaml sets lora_r and friends
@@ -70,3 +70,17 @@ def test_keys_for_the_other_engine_are_named_not_refused(tmp_path):
 def test_defaults_and_the_shipped_recipes_set_nothing_refused(tmp_path):
     for stage in STAGES:
         assert check_settings(stage, stage_args(stage, tmp_path=tmp_path)) == []
+
+
+def test_keys_of_the_other_vllm_path_are_named_by_the_machine(tmp_path, monkeypatch):
+    """On CPU TRL's colocate keys do nothing; on CUDA (mocked) rlft's engine's dtype does nothing."""
+    args = stage_args("grpo", "--engine", "vllm", "--vllm_enable_sleep_mode", "true", "--vllm_dtype", "float32",
+                      tmp_path=tmp_path)
+    assert check_settings("grpo", args) == [
+        "vllm_enable_sleep_mode (only with engine: vllm on CUDA (TRL's colocate mode))"]
+    monkeypatch.setattr("rlft.core.accelerator.cuda_available", lambda: True)
+    assert check_settings("grpo", args) == [
+        "vllm_dtype (only with rlft's vLLM engine: engine: vllm on CPU, vllm_sync: adapter on CUDA)"]
+    args = stage_args("grpo", "--engine", "vllm", "--vllm_sync", "adapter", "--vllm_dtype", "float32",
+                      tmp_path=tmp_path)
+    assert check_settings("grpo", args) == []  # rlft's own engine on CUDA reads vllm_dtype

@@ -134,8 +134,18 @@ def _hf(args: Any) -> bool:
     return not _vllm(args)
 
 
-TRL_VLLM = ("rlft's engine: vllm runs vLLM inside the training process and keeps it in sync itself; "
-            "TRL's own vLLM modes are not wired in")
+def _colocate(args: Any) -> bool:
+    # engine: vllm is TRL's colocate mode on CUDA unless the recipe asks for rlft's adapter hot-swap
+    from rlft.core.accelerator import cuda_available
+
+    return _vllm(args) and cuda_available() and all(getattr(p, "vllm_sync", "") != "adapter" for p in args.parts)
+
+
+def _own_engine(args: Any) -> bool:
+    return _vllm(args) and not _colocate(args)
+
+
+RLFT_SETS = "rlft sets it: engine: vllm is TRL's colocate mode on CUDA and rlft's own engine on CPU (docs/scaling.md)"
 GRPO = {
     **_names("""beta cast_lm_head_to_fp32 chat_template_kwargs delta disable_dropout entropy_coef entropy_coef_delta
                 entropy_coef_max entropy_coef_min entropy_target epsilon epsilon_high generation_batch_size
@@ -151,15 +161,20 @@ GRPO = {
                 transformers_continuous_batching_config ds3_gather_for_generation""",
              only_with("engine: hf", _hf)),
     # rlft's vLLM engine and TRL's importance-sampling correction against it read these
+    # both vLLM paths read these: rlft's engine (CPU) and TRL's colocate mode (CUDA), with its correction
     **_names("""vllm_gpu_memory_utilization vllm_importance_sampling_correction vllm_importance_sampling_mode
                 vllm_importance_sampling_cap vllm_importance_sampling_clip_min vllm_importance_sampling_clip_max
-                vllm_sync vllm_dtype vllm_max_model_len sync_check sync_check_tolerance rollout_fallback""",
+                vllm_sync vllm_max_model_len sync_check sync_check_tolerance rollout_fallback""",
              only_with("engine: vllm", _vllm)),
-    **_names("""use_vllm vllm_mode vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout
-                vllm_group_port vllm_tensor_parallel_size vllm_enable_sleep_mode vllm_model_impl""",
-             refused(f"{TRL_VLLM}: use engine: vllm")),
-    "vllm_max_model_length": refused("use vllm_max_model_len (rlft's engine reads that one)"),
-    "vllm_structured_outputs_regex": refused("rlft's vLLM engine does not constrain its outputs"),
+    # TRL's colocate mode starts vLLM in the checkpoint's dtype
+    "vllm_dtype": only_with("rlft's vLLM engine: engine: vllm on CPU, vllm_sync: adapter on CUDA", _own_engine),
+    **_names("vllm_tensor_parallel_size vllm_enable_sleep_mode vllm_model_impl",
+             only_with("engine: vllm on CUDA (TRL's colocate mode)", _colocate)),
+    **_names("use_vllm vllm_mode", refused(RLFT_SETS)),
+    **_names("vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port",
+             refused("TRL's vLLM server mode is not wired in; engine: vllm runs vLLM in the training processes")),
+    "vllm_max_model_length": refused("use vllm_max_model_len (both of rlft's vLLM paths read that one)"),
+    "vllm_structured_outputs_regex": refused("rlft's vLLM paths do not constrain their outputs"),
     "num_generations_eval": refused(NO_EVAL),
     "max_tool_calling_iterations": refused("rlft's GRPO passes no tools to TRL"),
     **_names("engine on_reward_error skip_zero_advantage length_buckets", USED),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from trl import GRPOTrainer
@@ -67,16 +67,23 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
     (``length_buckets``, :mod:`rlft.training.length_buckets`). After each
     sync, engine and trainer score a fixed probe and must agree
     (``sync_check``, :mod:`rlft.training.sync_canary`; logged as
-    ``sync/logprob_gap``). Stages add atomic checkpoints
+    ``sync/logprob_gap``). On CUDA TRL's own colocated vLLM generates
+    instead (``use_vllm``, ``vllm_mode: colocate``): ``wrap_vllm`` wraps
+    TRL's generation object so the same sync check and evaluation run on it
+    (:mod:`rlft.rollout.colocate`). Stages add atomic checkpoints
     and evaluation during training (:func:`rlft.stage.trainers.stage_trainer`).
     """
 
-    def __init__(self, *args: Any, engine: Any = None, skip_zero_advantage: bool = False,
-                 length_buckets: bool | None = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, engine: Any = None, wrap_vllm: Callable[[Any], Any] | None = None,
+                 skip_zero_advantage: bool = False, length_buckets: bool | None = False, **kwargs: Any) -> None:
         refuse_in_worker_bootstrap("a trainer")
         if engine is not None:
             kwargs["rollout_func"] = engine.rollout_func
         super().__init__(*args, **kwargs)
+        if engine is None and self.use_vllm and wrap_vllm is not None:
+            # TRL's colocated vLLM (CUDA): TRL keeps generating and syncing through ``vllm_generation``;
+            # the wrapper adds rlft's sync check and greedy evaluation (rlft.rollout.colocate)
+            engine = self.vllm_generation = wrap_vllm(self.vllm_generation)
         self._last_counters: dict[str, int] = {}
         self.enable_zero_advantage_skipping(skip_zero_advantage)
         self.enable_length_buckets(length_buckets)
@@ -85,7 +92,7 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
         if engine is not None and getattr(engine, "sync_check", False):  # test stand-ins have none
             # every rank takes the worst figures, so all stop together or none does
             self.sync_canary = SyncCanary(engine, reduce=self._worst_over_ranks)
-        if engine is not None:
+        if engine is not None and not self.use_vllm:  # rlft's own engine, through rollout_func
             self.use_vllm = True
             self.vllm_generation = engine  # TRL reads the engine's ``llm`` through this name
             self._last_loaded_step = 0  # the engine starts with the step-0 weights
