@@ -117,10 +117,11 @@ class Model:
 
     def __init__(self, name: str, args: GenerateArguments) -> None:
         from rlft.core import models
+        from rlft.core.accelerator import generation_device
 
         self.name, self.args = name, args
         self.tokenizer = models.load_tokenizer(name)
-        self.model = models.load_model(name, args.dtype)
+        self.model = models.load_model(name, args.dtype, device=generation_device())
         given = args.chat_template_kwargs
         self.template_kwargs = given if given is not None else run_template_kwargs(name)
 

@@ -131,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     recipe_file = argv[0] if argv and not argv[0].startswith("--") else "command line"
 
     from rlft.core import data, models
+    from rlft.core.accelerator import generation_device
     from rlft.core.files import write_atomic
     from rlft.core.manifest import write_run_files
     from rlft.core.run_dir import check_output_dir, claim_output_dir
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     input_checks.preflight_rewards(reward_funcs, rows[0])
     tokenizer = models.load_tokenizer(model_args.model_name_or_path)
     input_checks.require_chat_template(tokenizer, train, model_args.model_name_or_path)
-    policy = models.load_model(model_args.model_name_or_path, model_args.dtype)
+    policy = models.load_model(model_args.model_name_or_path, model_args.dtype, device=generation_device())
 
     k = args.samples_per_prompt
     gen = CompletionEngine(args.engine, models.resolve_model(model_args.model_name_or_path).base, tokenizer,

@@ -33,6 +33,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rlft.core.accelerator import generation_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -103,18 +105,8 @@ class LoadOptions:
             kwargs["trust_remote_code"] = True
         if quantized and self.quantization:
             kwargs["quantization_config"] = bnb_config(self.quantization, dtype)
-            kwargs["device_map"] = {"": _device()}
+            kwargs["device_map"] = {"": generation_device()}
         return kwargs
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        import os
-
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
 
 
 def bnb_config(quantization: dict[str, Any], dtype: Any = None) -> Any:

@@ -214,7 +214,7 @@ def load_tokenizer(name_or_path: str | None, padding_side: str = "right", option
 
 
 def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter: bool = True,
-               options: Any = None):
+               options: Any = None, device: str | None = None):
     """Load a causal LM. An rlft adapter directory loads onto its base, the way that base was trained.
 
     ``merge_adapter=True`` folds the adapters into the base weights (a plain
@@ -224,6 +224,9 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
     loading keys for a stage about to train; without them, a run directory's
     manifest says how its base was loaded (revision, quantization: a QLoRA
     adapter is merged into the dequantized 4-bit base it was trained on).
+    ``device`` moves the model there (a 4-bit model is placed as it loads);
+    generation passes :func:`rlft.core.accelerator.generation_device`, the
+    training stages none (their trainer places the model).
 
     Example:
         >>> model = load_model("bundled:smollm2-135m-instruct")
@@ -233,7 +236,7 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
     import torch
 
     from rewards.timeouts import refuse_in_worker_bootstrap
-    from rlft.core.loading import LoadOptions
+    from rlft.core.loading import LoadOptions, is_quantized
 
     refuse_in_worker_bootstrap("a model")  # not a second copy of the weights in every reward worker
     resolved = resolve_model(name_or_path)
@@ -249,6 +252,8 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
             model = PeftModel.from_pretrained(model, str(adapter))
             if merge_adapter or i < len(resolved.adapters) - 1:
                 model = model.merge_and_unload()
+    if device is not None and not is_quantized(model):
+        model = model.to(device)
     return model
 
 

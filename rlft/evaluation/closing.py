@@ -86,7 +86,7 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
     if not hasattr(model, "disable_adapter"):  # full fine-tuning: load the starting point again
         from rlft.core.models import load_model
 
-        base = load_model(model_args.model_name_or_path, model_args.dtype).to(model.device)
+        base = load_model(model_args.model_name_or_path, model_args.dtype, device=str(model.device))
     table, samples = before_after(
         model, tokenizer, rows, reward_funcs, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
         batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs,

@@ -142,6 +142,7 @@ def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict],
                 reward_funcs: list, tokenizer: Any) -> tuple[dict[str, dict], str]:
     """Every model's outputs and per-prompt scores (one engine for all of them)."""
     from rlft.core import models
+    from rlft.core.accelerator import generation_device
     from rlft.evaluation import suite
     from rlft.evaluation.generation import CompletionEngine
     from rlft.evaluation.metrics import pass_at_k
@@ -158,7 +159,7 @@ def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict],
     try:
         for name in names:
             logger.info("evaluating %s", name)
-            gen.load(models.load_model(base_dir if name == "base" else name, dtype))
+            gen.load(models.load_model(base_dir if name == "base" else name, dtype, device=generation_device()))
             outs = gen.generate(prompts + [g["prompt"] for g in general])
             task_out, general_out = outs[:len(prompts)], outs[len(prompts):]
             result = {"outputs": task_out, **score_outputs(task_out, prompts, columns, reward_funcs, tokenizer),

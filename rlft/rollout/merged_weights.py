@@ -86,10 +86,11 @@ def write_merged_weights(model: Any, base_dir: str, target: Path) -> None:
         source = Path(base_dir) / name
         if source.exists() and not (target / name).exists():
             shutil.copy(source, target / name)
-    state = {k: v.contiguous() for k, v in merged_state_dict(model).items()}
+    state = merged_state_dict(model)
     head, embed = state.get("lm_head.weight"), state.get("model.embed_tokens.weight")
     if head is not None and embed is not None and head.data_ptr() == embed.data_ptr():
         del state["lm_head.weight"]  # tied embeddings: safetensors refuses shared storage
+    state = {k: v.contiguous().cpu() for k, v in state.items()}  # a model on the GPU: written from host copies
     tmp = target / "model.safetensors.tmp"
     save_file(state, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, target / "model.safetensors")
@@ -176,7 +177,10 @@ def _merged_weight(module: Any, out: Any = None) -> Any:
     variants = getattr(module, "lora_variant", {})
     varied = [a for a in adapters if a in variants]
     if not varied:
-        return torch.add(weight, sum(module.get_delta_weight(a) for a in adapters), out=out)
+        delta = sum(module.get_delta_weight(a) for a in adapters)
+        if out is not None and out.device != weight.device:  # torch.add cannot write a CUDA sum into host memory
+            return out.copy_(torch.add(weight, delta))
+        return torch.add(weight, delta, out=out)
     if len(adapters) > 1:  # DoRA's merge_safe starts from the base weight: it cannot stack on another adapter
         raise ValueError(f"cannot merge {len(adapters)} active adapters when one is DoRA ({varied[0]!r})")
     merged = variants[varied[0]].merge_safe(module, varied[0], weight)
