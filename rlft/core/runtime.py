@@ -170,11 +170,13 @@ def defer_warning(message: str) -> None:
 
 
 def cpu_precision(values: dict) -> dict:
-    """Recipe values with ``bf16`` turned off, with a warning, on a CPU where bf16 is slower than float32.
+    """The recipe's precision checked against the machine; the launcher made to follow it.
 
-    A recipe written for a bf16-capable machine (``bf16: true``) then still runs
-    at float32 speed instead of tens of times slower. Has no effect where a
-    GPU is visible or the recipe does not ask for bf16. Either way the launcher
+    On a CPU where bf16 is slower than float32, ``bf16`` is turned off with a
+    warning, so a recipe written for a bf16-capable machine still runs at
+    float32 speed instead of tens of times slower. On a GPU without
+    bfloat16 (compute capability below 8.0: T4, V100) ``bf16: true`` is
+    refused in one line (:func:`gpu_precision`). Either way the launcher
     follows the resulting precision (:func:`launcher_follows_recipe`).
 
     Example:
@@ -187,8 +189,33 @@ def cpu_precision(values: dict) -> dict:
             defer_warning(f"bf16: bfloat16 matmul is {slowdown:.1f}x slower than float32 on this CPU "
                                     "(measured); training in float32 instead (set bf16: false to silence this)")
             values = {**values, "bf16": False}
+    elif values.get("bf16"):
+        gpu_precision()
     launcher_follows_recipe(values)
     return values
+
+
+def gpu_precision() -> None:
+    """Refuse ``bf16: true`` on a CUDA device without bfloat16, in one line that says what to use.
+
+    transformers would otherwise stop deep in its setup, or the run would
+    emulate bf16 slowly. No effect without CUDA.
+
+    Example:
+        >>> gpu_precision()  # no CUDA here, or one with bf16
+    """
+    from rlft.core.accelerator import cuda_available
+
+    if not cuda_available():
+        return
+    import torch
+
+    from rlft.core.errors import UserError
+
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        major, minor = torch.cuda.get_device_capability()
+        raise UserError(f"bf16: {torch.cuda.get_device_name()} (compute capability {major}.{minor}) has no "
+                        "bfloat16; set bf16: false and fp16: true, or use a GPU of compute capability 8.0 or newer")
 
 
 @contextlib.contextmanager
@@ -221,7 +248,7 @@ def launcher_precision() -> Iterator[None]:
 
 
 def launcher_follows_recipe(values: dict) -> None:
-    """Set ``accelerate launch``'s mixed precision to ``no`` when the recipe trains without bf16.
+    """Set ``accelerate launch``'s mixed precision to the recipe's (``bf16``, ``fp16`` or ``no``).
 
     ``launch/zero2.yaml`` and its siblings say ``mixed_precision: bf16``
     (``ACCELERATE_MIXED_PRECISION`` in the launched processes). With a recipe
@@ -236,8 +263,12 @@ def launcher_follows_recipe(values: dict) -> None:
         >>> os.environ.pop("ACCELERATE_MIXED_PRECISION")
         'no'
     """
-    if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16" and not (values.get("bf16") or values.get("fp16")):
-        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched is None:
+        return
+    wanted = "bf16" if values.get("bf16") else "fp16" if values.get("fp16") else "no"
+    if launched != wanted:  # e.g. a recipe with fp16: true under launch/zero2.yaml's bf16
+        os.environ["ACCELERATE_MIXED_PRECISION"] = wanted
 
 
 def log_deferred_warnings() -> None:
