@@ -110,3 +110,28 @@ def test_every_process_reads_the_machines_one_measurement(monkeypatch, tmp_path)
         assert runtime.cpu_bf16_slowdown() == 0.5
     finally:
         runtime.cpu_bf16_slowdown.cache_clear()
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused_naming_the_card(monkeypatch):
+    import torch
+
+    from rlft.core.errors import UserError
+
+    monkeypatch.setattr("rlft.core.accelerator.cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "Tesla T4")
+    with pytest.raises(UserError, match=r"bf16: Tesla T4 \(compute capability 7.5\) has no bfloat16; set bf16: "
+                                        "false and fp16: true"):
+        runtime.cpu_precision({"bf16": True, "use_cpu": False})
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert runtime.cpu_precision({"bf16": True, "use_cpu": False}) == {"bf16": True, "use_cpu": False}
+
+
+@pytest.mark.parametrize(("launched", "recipe", "becomes"), [
+    ("bf16", {"fp16": True}, "fp16"), ("no", {"bf16": True}, "bf16"), ("fp16", {}, "no"), ("bf16", {"bf16": True}, "bf16"),
+])
+def test_the_launchers_precision_follows_the_recipe(launched, recipe, becomes, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launched)
+    runtime.launcher_follows_recipe(recipe)
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == becomes
