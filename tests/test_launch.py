@@ -51,18 +51,26 @@ GRPO_TINY = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_ge
              "--log_completions", "false", "--engine", "hf"]
 
 
+VLLM = ["--engine", "vllm", "--vllm_gpu_memory_utilization", "0.15", "--vllm_max_model_len", "256"]
+
+
 @pytest.mark.parametrize(
-    "launcher,expected",
+    "launcher,expected,engine",
     [
-        (["--config_file", "launch/zero2.yaml"], {"zero_stage": 2, "num_processes": 1}),
+        (["--config_file", "launch/zero2.yaml"], {"zero_stage": 2, "num_processes": 1}, []),
+        # rlft's own vLLM engine under ZeRO-2 (one process: parameters are not partitioned)
+        (["--config_file", "launch/zero2.yaml"], {"zero_stage": 2, "num_processes": 1}, VLLM),
         # two processes standing in for two GPUs: rlft's CPU defaults add use_cpu + gloo
-        (["--config_file", "launch/zero3_multi.yaml", "--num_processes", "2"], {"zero_stage": 3, "num_processes": 2}),
+        (["--config_file", "launch/zero3_multi.yaml", "--num_processes", "2"], {"zero_stage": 3, "num_processes": 2},
+         []),
     ],
-    ids=["zero2", "zero3-2proc"],
+    ids=["zero2", "zero2-vllm", "zero3-2proc"],
 )
-def test_grpo_under_deepspeed(launcher, expected, tmp_path, bundled_dir):
+def test_grpo_under_deepspeed(launcher, expected, engine, tmp_path, bundled_dir):
+    if engine:
+        pytest.importorskip("vllm")
     out = tmp_path / "run"
-    result = run_cmd(["accelerate", "launch", *launcher, "rlft/grpo.py", "recipes/math.yaml", *GRPO_TINY,
+    result = run_cmd(["accelerate", "launch", *launcher, "rlft/grpo.py", "recipes/math.yaml", *GRPO_TINY, *engine,
                       "--output_dir", str(out)], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     launch = json.loads((out / "rlft_manifest.json").read_text())["launch"]
@@ -70,3 +78,5 @@ def test_grpo_under_deepspeed(launcher, expected, tmp_path, bundled_dir):
     assert {k: launch[k] for k in expected} == expected
     log = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "loss" in e] == [1, 2]
+    rollout = json.loads((out / "rlft_manifest.json").read_text())["results"]["rollout"]
+    assert rollout["engine"] == ("vllm" if engine else "hf") and "fallback_from" not in rollout

@@ -72,7 +72,8 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
     """The before/after check that ends a stage: greedy, on the first ``eval_samples`` test rows.
 
     Writes ``before_after.jsonl`` (every prompt with both outputs) into
-    ``output_dir`` and returns ``{"table": [...]}`` (``{}`` without an ``answer`` column).
+    ``output_dir`` and returns ``{"table": [...], "eval_device": "cuda:0"}`` (where the answers were
+    generated; ``{}`` without an ``answer`` column).
     """
     import json
 
@@ -92,7 +93,7 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
         batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs,
     )
     write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-    return {"table": table}
+    return {"table": table, "eval_device": str(model.device)}
 
 
 def closing_text(manifest: dict[str, Any], output_dir: str) -> str:

