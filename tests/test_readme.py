@@ -20,8 +20,9 @@ def readme_examples() -> dict[str, str]:
 
 
 def shell_commands(path) -> list[str]:
-    """Every command line in the file's ```bash blocks, comments dropped."""
+    """Every command line in the file's ```bash blocks, comments dropped, backslash continuations joined."""
     blocks = re.findall(r"```bash\n(.*?)```", path.read_text(), re.DOTALL)
+    blocks = [block.replace("\\\n", " ") for block in blocks]
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
