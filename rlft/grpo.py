@@ -8,7 +8,8 @@ Rewards come from the recipe (``reward_funcs``, ``reward_kwargs``,
 ``reward_weights``); TRL's GRPO settings pass through; LoRA by default.
 Completions come from ``engine`` (``hf``: TRL's own generation; ``vllm``:
 rlft's in-process engine on CPU, :mod:`rlft.rollout.engine`, and TRL's
-colocate mode on CUDA, :mod:`rlft.rollout.colocate`; see ``docs/scaling.md``). The sequence is :class:`rlft.stage.skeleton.TrainingStage`'s.
+colocate mode on CUDA, :mod:`rlft.rollout.colocate`; see ``docs/scaling.md``).
+The sequence is :class:`rlft.stage.skeleton.TrainingStage`'s.
 """
 
 from __future__ import annotations

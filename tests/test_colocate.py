@@ -172,3 +172,46 @@ def test_on_cuda_a_stale_colocated_engine_is_caught(on_cuda, tmp_path, capsys, m
     code = run_cli(grpo.main, [*TINY, "--output_dir", str(out), "--engine", "vllm", "--max_steps", "3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3 and "sync check failed after the sync at step 2 (vllm_sync: trl-colocate" in err[-1], err
+
+
+# -- when TRL's vLLM cannot start -------------------------------------------------------------------------------
+
+
+def test_a_failure_inside_trls_vllm_start_is_one_line_naming_engine_hf():
+    from rlft.rollout.colocate import with_engine_start
+
+    def build():  # an error raised from TRL's vLLM start, as its traceback would show it
+        code = compile("raise RuntimeError('CUDA out of memory.\\nTried to allocate 2 GiB')",
+                       "/site-packages/trl/generation/vllm_generation.py", "exec")
+        exec(code)  # noqa: S102 - a fixed line, compiled under TRL's file name
+
+    with pytest.raises(UserError) as err:
+        with_engine_start(build)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("engine: vllm (TRL's colocate mode) could not start: "
+                                                      "RuntimeError: CUDA out of memory.")
+    assert message.endswith("engine: hf generates with transformers")
+
+    def elsewhere():
+        raise ValueError("a bad dataset")
+
+    with pytest.raises(ValueError, match="a bad dataset"):  # anything else is not dressed up as a vLLM problem
+        with_engine_start(elsewhere)
+
+
+@pytest.mark.parametrize("fallback", ["hf", "error"])
+def test_on_cuda_without_vllm_installed_the_fallback_applies(fallback, monkeypatch):
+    import importlib.util
+
+    from rlft.rollout.engine import RolloutArguments
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    stage, rollout = grpo.GRPO(), RolloutArguments(engine="vllm", rollout_fallback=fallback)
+    args = SimpleNamespace(train=SimpleNamespace(use_vllm=False, bf16=True), model=SimpleNamespace())
+    if fallback == "error":
+        with pytest.raises(UserError, match="vllm is not installed"):
+            stage.colocate(rollout, args)
+        return
+    assert stage.colocate(rollout, args) is None and args.train.use_vllm is False  # TRL generates itself
+    assert stage.fallback == {"fallback_from": "vllm", "fallback_reason": "vllm is not installed (pip install "
+                                                                          "'rlft[gpu]')"}
