@@ -22,6 +22,7 @@ from rlft.core.arguments import RewardArguments, RewardFailureArguments
 from rlft.core.errors import run_cli
 from rlft.rollout.engine import RolloutArguments
 from rlft.stage.skeleton import TrainingStage
+from rlft.tools.loading import ToolArguments
 from rlft.training.length_buckets import LengthBucketArguments
 from rlft.training.zero_advantage import ZeroAdvantageArguments
 
@@ -30,13 +31,16 @@ logger = logging.getLogger("rlft.grpo")
 
 class GRPO(TrainingStage):
     name = "grpo"
-    extra_arguments = (RewardFailureArguments, RolloutArguments, ZeroAdvantageArguments, LengthBucketArguments)
+    extra_arguments = (RewardFailureArguments, RolloutArguments, ZeroAdvantageArguments, LengthBucketArguments,
+                       ToolArguments)
 
     def __init__(self) -> None:
         self.reward_funcs: list = []  # built and checked in check_data, before the model loads
         self.engine = None  # the vLLM engine, when the recipe asks for one
         self.backend = "hf"  # hf, rlft (rlft's engine) or trl-colocate (rlft.core.accelerator.rollout_backend)
         self.fallback: dict = {}  # why the rollouts came from hf when the recipe asked for vllm
+        self.tools: list = []  # the recipe's tools, wrapped (rlft.tools.loading); TRL's tool loop calls them
+        self.tool_stats = None
 
     def config_class(self) -> type:
         from trl import GRPOConfig
@@ -62,6 +66,12 @@ class GRPO(TrainingStage):
             resolve_sync(rollout.vllm_sync, args.model.use_peft, args.model.use_dora)
         self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0],
                                             args.get(RewardFailureArguments).on_reward_error)
+        tool_args = args.get(ToolArguments)
+        if tool_args.tools:
+            from rlft.tools.loading import ToolStats, load_tools
+
+            self.tool_stats = ToolStats()
+            self.tools = load_tools(tool_args.tools, tool_args.tool_timeout, self.tool_stats)
 
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.core import models
@@ -71,6 +81,11 @@ class GRPO(TrainingStage):
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
         rollout = args.get(RolloutArguments)
+        if self.tools:  # TRL's tool loop: a template that renders tools, up to max_turns model turns
+            from rlft.tools.chat import enable_tool_calls
+
+            enable_tool_calls(tokenizer, args.model.model_name_or_path)
+            args.train.max_tool_calling_iterations = args.get(ToolArguments).max_turns - 1
         wrap_vllm = None
         if self.backend == TRL_COLOCATE:
             wrap_vllm = self.colocate(rollout, args)
@@ -81,6 +96,7 @@ class GRPO(TrainingStage):
             processing_class=tokenizer, peft_config=models.lora_config(args.model), engine=self.engine,
             wrap_vllm=wrap_vllm, skip_zero_advantage=args.get(ZeroAdvantageArguments).skip_zero_advantage,
             length_buckets=args.get(LengthBucketArguments).length_buckets,
+            tools=self.tools or None, tool_stats=self.tool_stats,
         ))
         self.engine = trainer.engine
         return trainer
@@ -128,7 +144,11 @@ class GRPO(TrainingStage):
         self.fallback = {"fallback_from": "vllm", "fallback_reason": reason}
 
     def results(self, trainer) -> dict:
-        return {"rollout": self.engine.describe() if self.engine else {"engine": "hf", **self.fallback}}
+        out = {"rollout": self.engine.describe() if self.engine else {"engine": "hf", **self.fallback}}
+        if self.tools:
+            out["tools"] = {"tools": [t.__name__ for t in self.tools], "max_turns": trainer.max_tool_calling_iterations
+                            + 1, "counts": self.tool_stats.snapshot()}
+        return out
 
     def close(self) -> None:
         if self.engine:

@@ -47,3 +47,28 @@ def fading_reward(completions, **columns):
     """1.0 for every answer on the first call, 1/2 on the second, ...: the first evaluation is the best one."""
     FADING_CALLS[0] += 1
     return [1.0 / FADING_CALLS[0]] * len(completions)
+
+
+def broken_tool(x: int) -> str:
+    """A tool with a bug, as users write them.
+
+    Args:
+        x: any number.
+    """
+    return str(1 // 0)
+
+
+def slow_tool(seconds: float) -> str:
+    """A tool that takes its time.
+
+    Args:
+        seconds: how long to take.
+    """
+    import time
+
+    time.sleep(seconds)
+    return "done"
+
+
+def undocumented_tool(x):
+    return x

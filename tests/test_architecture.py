@@ -20,6 +20,7 @@ ALLOWED = {
     "training": {"core", "training"},
     "evaluation": {"core", "rollout", "evaluation"},
     "stage": {"core", "evaluation", "stage"},
+    "tools": {"core", "tools"},
 }
 
 

@@ -265,7 +265,6 @@ class VLLMEngine:
         TRL passes the batch's prompts with each prompt repeated
         ``num_generations`` times in a row; the outputs are aligned with that list.
         """
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         group = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
@@ -273,13 +272,7 @@ class VLLMEngine:
         if len(unique) * group != len(prompts) or any(prompts[i] != unique[i // group] for i in range(len(prompts))):
             raise RuntimeError("rollout_func expects each prompt repeated num_generations times in a row")
         prompt_ids = [self.encode(p) for p in unique]
-        # the sampling settings TRL's own vLLM path honours, generation_kwargs last (TRL's contract)
-        params = SamplingParams(
-            n=group, temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=self.cfg.top_k or -1,
-            min_p=self.cfg.min_p or 0.0, max_tokens=self.cfg.max_completion_length, logprobs=0,
-            repetition_penalty=self.cfg.repetition_penalty, **(self.cfg.generation_kwargs or {}),
-        )
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params,
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], self.sampling(group),
                                     lora_request=self.lora_request, use_tqdm=False)
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
         for ids, request in zip(prompt_ids, outputs, strict=True):
@@ -290,6 +283,37 @@ class VLLMEngine:
         if self.probe is None and out["completion_ids"]:  # the sync check's fixed probe: a real rollout sample
             self.probe = out["prompt_ids"][0] + out["completion_ids"][0][:PROBE_COMPLETION_TOKENS]
         return out
+
+    def sampling(self, n: int) -> Any:
+        """The sampling settings TRL's own vLLM path honours, ``generation_kwargs`` last (TRL's contract)."""
+        from vllm import SamplingParams
+
+        cfg = self.cfg
+        return SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or -1,
+                              min_p=cfg.min_p or 0.0, max_tokens=cfg.max_completion_length, logprobs=0,
+                              repetition_penalty=cfg.repetition_penalty, **(cfg.generation_kwargs or {}))
+
+    def generate(self, prompts: list[list[int]], images: Any = None, num_generations: int = 1,
+                 profiler: Any = None) -> tuple[list, list, list, None]:
+        """One completion per prompt (token ids), as TRL's ``VLLMGeneration.generate`` returns them.
+
+        TRL's tool loop calls this once per turn, for every rollout still
+        running (the group's prompts already repeated); used when the recipe
+        has tools, where TRL generates and rlft's ``rollout_func`` stands aside.
+        """
+        import contextlib
+
+        from vllm.inputs import TokensPrompt
+
+        with profiler or contextlib.nullcontext():
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], self.sampling(1),
+                                        lora_request=self.lora_request, use_tqdm=False)
+        completion_ids = [list(r.outputs[0].token_ids) for r in outputs]
+        logprobs = [[[lp[tok].logprob] for tok, lp in zip(r.outputs[0].token_ids, r.outputs[0].logprobs)]
+                    for r in outputs]
+        if self.probe is None and completion_ids:
+            self.probe = list(prompts[0]) + completion_ids[0][:PROBE_COMPLETION_TOKENS]
+        return [list(p) for p in prompts], completion_ids, logprobs, None
 
     def greedy(self, prompts: list, max_tokens: int) -> list[str]:
         """Greedy completions of ``prompts`` by the weights the engine holds (evaluation during training).

@@ -141,6 +141,11 @@ def _colocate(args: Any) -> bool:
     return _vllm(args) and cuda_available() and all(getattr(p, "vllm_sync", "") != "adapter" for p in args.parts)
 
 
+def _tools(args: Any) -> bool:
+    # the tool group by its fields (stage may not import rlft.tools): GRPO's ToolArguments
+    return any(getattr(p, "max_turns", None) is not None and getattr(p, "tools", None) for p in args.parts)
+
+
 def _own_engine(args: Any) -> bool:
     return _vllm(args) and not _colocate(args)
 
@@ -176,7 +181,9 @@ GRPO = {
     "vllm_max_model_length": refused("use vllm_max_model_len (both of rlft's vLLM paths read that one)"),
     "vllm_structured_outputs_regex": refused("rlft's vLLM paths do not constrain their outputs"),
     "num_generations_eval": refused(NO_EVAL),
-    "max_tool_calling_iterations": refused("rlft's GRPO passes no tools to TRL"),
+    "max_tool_calling_iterations": refused("use max_turns (model turns per completion: tool rounds + 1)"),
+    "tools": USED,
+    **_names("max_turns tool_timeout", only_with("tools", _tools)),
     **_names("engine on_reward_error skip_zero_advantage length_buckets", USED),
 }
 

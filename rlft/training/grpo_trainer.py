@@ -29,6 +29,7 @@ from rlft.core.console import stdout_to_log
 from rlft.training.importance import DeferredImportanceSampling
 from rlft.training.length_buckets import LengthBuckets
 from rlft.training.sync_canary import SyncCanary
+from rlft.training.tool_use import transcript_figures
 from rlft.training.zero_advantage import ZeroAdvantageSkipping
 
 logger = logging.getLogger(__name__)
@@ -75,16 +76,18 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
     """
 
     def __init__(self, *args: Any, engine: Any = None, wrap_vllm: Callable[[Any], Any] | None = None,
-                 skip_zero_advantage: bool = False, length_buckets: bool | None = False, **kwargs: Any) -> None:
+                 skip_zero_advantage: bool = False, length_buckets: bool | None = False,
+                 tool_stats: Any = None, **kwargs: Any) -> None:
         refuse_in_worker_bootstrap("a trainer")
-        if engine is not None:
-            kwargs["rollout_func"] = engine.rollout_func
+        if engine is not None and not kwargs.get("tools"):
+            kwargs["rollout_func"] = engine.rollout_func  # with tools TRL's own loop calls engine.generate per turn
         super().__init__(*args, **kwargs)
         if engine is None and self.use_vllm and wrap_vllm is not None:
             # TRL's colocated vLLM (CUDA): TRL keeps generating and syncing through ``vllm_generation``;
             # the wrapper adds rlft's sync check and greedy evaluation (rlft.rollout.colocate)
             engine = self.vllm_generation = wrap_vllm(self.vllm_generation)
         self._last_counters: dict[str, int] = {}
+        self.tool_stats = tool_stats  # rlft.tools.loading.ToolStats, with tools
         self.enable_zero_advantage_skipping(skip_zero_advantage)
         self.enable_length_buckets(length_buckets)
         self.engine = engine
@@ -99,7 +102,14 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
 
     def _generate(self, prompts: list) -> Any:
         self._sync_engine()
-        return super()._generate(prompts)
+        result = super()._generate(prompts)
+        if self.tools:  # TRL's tool loop ran: what the transcripts show (rlft.training.tool_use)
+            mode = "train" if self.model.training else "eval"
+            names = {getattr(t, "__name__", "") for t in self.tools}
+            figures = transcript_figures(result[3], names, self.max_tool_calling_iterations + 1)
+            for key, value in figures.items():
+                self._metrics[mode][key].append(value)
+        return result
 
     def engine_completions(self, prompts: list, max_new_tokens: int) -> list[str] | None:
         """Greedy completions from the rollout engine, synced to the policy first (evaluation during training).
@@ -128,7 +138,7 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs or any(k.startswith("rewards/") for k in logs):  # a training log, not the summary
-            now = reward_counters(self.reward_funcs)
+            now = {**reward_counters(self.reward_funcs), **(self.tool_stats.snapshot() if self.tool_stats else {})}
             for key, value in now.items():
                 logs[key] = value - self._last_counters.get(key, 0)
             self._last_counters = now
