@@ -86,6 +86,8 @@ class GRPO(TrainingStage):
 
             enable_tool_calls(tokenizer, args.model.model_name_or_path)
             args.train.max_tool_calling_iterations = args.get(ToolArguments).max_turns - 1
+            logger.warning("tools: the closing check and eval_steps answer without tools (evaluation with tools "
+                           "is not built yet), so their accuracy is the model's own")
         wrap_vllm = None
         if self.backend == TRL_COLOCATE:
             wrap_vllm = self.colocate(rollout, args)

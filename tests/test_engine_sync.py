@@ -255,3 +255,4 @@ def test_a_skipped_sync_stops_the_run_with_a_checkpoint(shared_engine, tmp_path,
     assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-1"]
     manifest = json.loads((out / "rlft_manifest.json").read_text())
     assert manifest["status"] == "failed" and "sync check failed" in manifest["results"]["error"]
+

@@ -220,3 +220,29 @@ def test_tool_loop_appends_masks_and_counts(scripted, tmp_path, monkeypatch, bun
                           in t[-1]["content"] for t in solved)  # the result reached the model, which used it
     assert manifest["results"]["tools"]["max_turns"] == 3
     assert manifest["results"]["tools"]["counts"]["tools/calculator/calls"] > 0
+
+
+@pytest.mark.slow
+def test_tools_on_the_vllm_engine_train_through_trls_loop(tmp_path, monkeypatch):
+    """The bundled model, rlft's real vLLM engine and the calculator: TRL's loop generates through engine.generate."""
+    pytest.importorskip("vllm")
+    from rlft.rollout.engine import VLLMEngine
+    from tests.test_grpo import lora_b_all_nonzero
+
+    def no_rollout_func(self, prompts, trainer):
+        raise AssertionError("with tools TRL's loop must generate, not rollout_func")
+
+    monkeypatch.setattr(VLLMEngine, "rollout_func", no_rollout_func)
+    out = tmp_path / "tools"
+    manifest = grpo.main([*TINY, "--output_dir", str(out), "--engine", "vllm", "--warmup_steps", "0",
+                          "--eval_before_after", "false", "--tools", "[rlft.tools:calculator]", "--max_turns", "2",
+                          "--max_completion_length", "48", "--vllm_max_model_len", "1024"])
+    assert lora_b_all_nonzero(out)
+    steps = [e for e in logged(out) if "loss" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    assert all({"tools/call_frequency", "tools/turns", "tools/answered"} <= set(e) for e in steps)
+    assert manifest["results"]["tools"]["tools"] == ["calculator"] and manifest["results"]["tools"]["max_turns"] == 2
+    rollout = manifest["results"]["rollout"]
+    # the sync check's probe came from engine.generate's first rollout, and the check passed after step 1
+    assert rollout["engine"] == "vllm" and rollout["sync_check"]["checks"] == 1
+    assert rollout["sync_check"]["probe_tokens"] > 0
