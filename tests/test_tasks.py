@@ -30,7 +30,8 @@ def evaluate(expression: str) -> int:
     return walk(ast.parse(expression, mode="eval"))
 
 
-TASKS = [("arithmetic", {}), ("arithmetic", {"digits": 3, "ops": "+-"}), ("word_problems", {})]
+TASKS = [("arithmetic", {}), ("arithmetic", {"digits": 3, "ops": "+-"}), ("word_problems", {}),
+         ("multiplication", {}), ("multiplication", {"digits": [2, 2]})]
 
 
 @pytest.mark.parametrize("task,kwargs", TASKS)
@@ -75,3 +76,15 @@ def test_too_many_rows_is_a_clear_error():
 def test_unknown_task():
     with pytest.raises(UserError, match="task:arithmetic"):
         generate("algebra", "train", 1)
+
+
+def test_multiplication_is_three_digits_by_two_by_default():
+    for row in generate("multiplication", "test", 50, seed=0):
+        a, b = row["expression"].split(" * ")
+        assert len(a) == 3 and len(b) == 2 and row["answer"] == str(int(a) * int(b))
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [({"ops": "+"}, "no option 'ops'"), ({"digits": 3}, "digits: [A, B]")])
+def test_multiplication_options_are_checked(kwargs, says):
+    with pytest.raises(UserError, match=re.escape(says)):
+        generate("multiplication", "test", 5, seed=0, **kwargs)

@@ -1,7 +1,9 @@
 """Built-in task generators: verifiable problems that need no network.
 
-``task:arithmetic`` (multi-digit addition, subtraction, multiplication) and
-``task:word_problems`` (short two-step stories). Each row has:
+``task:arithmetic`` (multi-digit addition, subtraction, multiplication),
+``task:word_problems`` (short two-step stories) and ``task:multiplication``
+(a 3-digit by a 2-digit number by default, ``digits: [3, 2]``: beyond a small
+model's head, within a calculator's reach). Each row has:
 
 - ``prompt``: chat messages (one user turn): the question, then the
   ``instruction`` option (default: "End your reply with: The answer is <number>."),
@@ -68,6 +70,18 @@ def _arithmetic(rng: random.Random, digits: int = 2, ops: str = "+-*", instructi
     }
 
 
+def _multiplication(rng: random.Random, digits: tuple[int, int] = (3, 2), instruction: str = INSTRUCTION) -> dict:
+    a = rng.randint(10 ** (digits[0] - 1), 10 ** digits[0] - 1)
+    b = rng.randint(10 ** (digits[1] - 1), 10 ** digits[1] - 1)
+    return {
+        "key": f"mul:{a}*{b}",
+        "question": f"What is {a} × {b}? {instruction}".strip(),
+        "solution": f"{a} × {b} = {a * b}. The answer is {a * b}.",
+        "answer": str(a * b),
+        "expression": f"{a} * {b}",
+    }
+
+
 # Each template: (story, steps) where steps compute the answer from the numbers
 # drawn for (a, b, c); every step is rendered as `x op y = z` in the solution.
 _STORIES: list[tuple[str, str, Callable[[int, int, int], list[tuple[Any, str, int]]]]] = [
@@ -130,10 +144,17 @@ def _make(task: str, kwargs: dict[str, Any]) -> Callable[[random.Random], dict[s
         return lambda rng: _arithmetic(rng, digits=digits, ops=ops, instruction=instruction)
     if task == "word_problems":
         return lambda rng: _word_problem(rng, instruction=instruction)
+    if task == "multiplication":
+        if "ops" in kwargs:
+            raise UserError("task:multiplication has no option 'ops' (it multiplies); options: digits, instruction")
+        sizes = kwargs.get("digits", [3, 2])
+        if not (isinstance(sizes, (list, tuple)) and len(sizes) == 2 and all(int(d) >= 1 for d in sizes)):
+            raise UserError(f"task:multiplication takes digits: [A, B] (the digits of each factor), got {sizes!r}")
+        return lambda rng: _multiplication(rng, digits=(int(sizes[0]), int(sizes[1])), instruction=instruction)
     raise UserError(f"unknown task 'task:{task}'; available: {', '.join('task:' + t for t in TASKS)}")
 
 
-TASKS = ("arithmetic", "word_problems")
+TASKS = ("arithmetic", "word_problems", "multiplication")
 
 
 def generate(
