@@ -77,6 +77,7 @@ class GRPO(TrainingStage):
         from rlft.core import models
         from rlft.core.accelerator import RLFT_ENGINE, TRL_COLOCATE
         from rlft.rollout.colocate import with_engine_start
+        from rlft.stage import greedy_eval
         from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
@@ -86,8 +87,9 @@ class GRPO(TrainingStage):
 
             enable_tool_calls(tokenizer, args.model.model_name_or_path)
             args.train.max_tool_calling_iterations = args.get(ToolArguments).max_turns - 1
-            logger.warning("tools: the closing check and eval_steps answer without tools (evaluation with tools "
-                           "is not built yet), so their accuracy is the model's own")
+            if args.get(greedy_eval.TrainingEvalArguments).eval_steps:
+                logger.warning("tools: eval_steps answers without tools (evaluation during training with tools is "
+                               "not built yet); the closing check answers with them")
         wrap_vllm = None
         if self.backend == TRL_COLOCATE:
             wrap_vllm = self.colocate(rollout, args)
@@ -144,6 +146,10 @@ class GRPO(TrainingStage):
                             "(rollout_fallback: hf generates with transformers instead)")
         logger.warning("vLLM engine unavailable (%s); generating with transformers (engine: hf) instead", reason)
         self.fallback = {"fallback_from": "vllm", "fallback_reason": reason}
+
+    def eval_tools(self, args):
+        """With tools, the closing check answers through the tool loop, up to ``max_turns`` turns."""
+        return (self.tools, args.get(ToolArguments).max_turns) if self.tools else None
 
     def results(self, trainer) -> dict:
         out = {"rollout": self.engine.describe() if self.engine else {"engine": "hf", **self.fallback}}

@@ -7,6 +7,7 @@ behind TRL's tool loop, while the bundled model trains for real.
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
@@ -218,6 +219,10 @@ def test_tool_loop_appends_masks_and_counts(scripted, tmp_path, monkeypatch, bun
               and t[0]["tool_calls"][0]["function"]["name"] == "calculator"]
     assert solved and all(calculator(t[0]["tool_calls"][0]["function"]["arguments"]["expression"])
                           in t[-1]["content"] for t in solved)  # the result reached the model, which used it
+    # the closing check answered through the tool loop too: its rows say how often each model called a tool
+    assert {"tool_use", "turns"} <= set(manifest["results"]["table"][0])
+    sample = json.loads((out / "before_after.jsonl").read_text().splitlines()[0])
+    assert sample["transcript_trained"][0]["role"] == "assistant" and "transcript_base" in sample
     assert manifest["results"]["tools"]["max_turns"] == 3
     assert manifest["results"]["tools"]["counts"]["tools/calculator/calls"] > 0
 

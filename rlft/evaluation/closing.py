@@ -36,39 +36,62 @@ def before_after(
     max_new_tokens: int = 96,
     batch_size: int = 16,
     chat_template_kwargs: dict | None = None,
+    tools: tuple[list, int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Score the base and the trained model on ``rows`` with ``reward_funcs``.
 
     ``model`` is the trained model. For a peft model the base is the same
     model with its adapter disabled; otherwise pass ``base_model``. Returns the
     table rows (:func:`rlft.evaluation.scoring.table_rows`) and per-prompt
-    samples (prompt, answer, both outputs and their scores).
+    samples (prompt, answer, both outputs and their scores). With ``tools``
+    (the tools and ``max_turns``) both models answer through the tool loop
+    (:mod:`rlft.evaluation.tool_loop`); each row gains ``tool_use`` and
+    ``turns``, each sample both transcripts.
     """
     prompts = list(rows["prompt"])
     columns = {c: list(rows[c]) for c in rows.column_names}
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "chat_template_kwargs": chat_template_kwargs}
+    transcripts: dict[str, list] = {}
+
+    def answers(which: str, m: Any) -> list[str]:
+        if tools is None:
+            return hf_completions(m, tokenizer, prompts, **kwargs)
+        from rlft.evaluation.tool_loop import tool_answers
+
+        out, transcripts[which] = tool_answers(lambda texts: hf_completions(m, tokenizer, texts, **kwargs),
+                                               tokenizer, prompts, tools[0], tools[1], chat_template_kwargs)
+        return out
+
     if base_model is not None:
-        before = hf_completions(base_model, tokenizer, prompts, **kwargs)
+        before = answers("base", base_model)
     elif hasattr(model, "disable_adapter"):
         with model.disable_adapter():
-            before = hf_completions(model, tokenizer, prompts, **kwargs)
+            before = answers("base", model)
     else:
         raise ValueError("full fine-tuning: pass base_model to compare against")
-    after = hf_completions(model, tokenizer, prompts, **kwargs)
+    after = answers("trained", model)
     scored = {name: score_outputs(out, prompts, columns, reward_funcs, tokenizer)
               for name, out in (("base", before), ("trained", after))}
     table = table_rows(scored)
-    answers = [str(a) for a in columns.get("answer", [None] * len(prompts))]
+    gold = [str(a) for a in columns.get("answer", [None] * len(prompts))]
     samples = [
         {"prompt": p, "answer": a, "base": b, "trained": t,
          "score_base": scored["base"]["scores"][i], "score_trained": scored["trained"]["scores"][i]}
-        for i, (p, a, b, t) in enumerate(zip(prompts, answers, before, after, strict=True))
+        for i, (p, a, b, t) in enumerate(zip(prompts, gold, before, after, strict=True))
     ]
+    for which, runs in transcripts.items():  # with tools: each answer's whole transcript, and the tool-use figures
+        for sample, transcript in zip(samples, runs, strict=True):
+            sample[f"transcript_{which}"] = transcript
+    if transcripts:
+        from rlft.evaluation.tool_loop import tool_use_figures
+
+        for row in table:
+            row.update(tool_use_figures(transcripts[row["model"]]))
     return table, samples
 
 
 def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_args: Any, output_dir: str,
-                   reward_funcs: list) -> dict:
+                   reward_funcs: list, tools: tuple[list, int] | None = None) -> dict:
     """The before/after check that ends a stage: greedy, on the first ``eval_samples`` test rows.
 
     Writes ``before_after.jsonl`` (every prompt with both outputs) into
@@ -90,7 +113,7 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
         base = load_model(model_args.model_name_or_path, model_args.dtype, device=str(model.device))
     table, samples = before_after(
         model, tokenizer, rows, reward_funcs, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
-        batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs,
+        batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs, tools=tools,
     )
     write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
     return {"table": table, "eval_device": str(model.device)}
@@ -113,6 +136,10 @@ def closing_text(manifest: dict[str, Any], output_dir: str) -> str:
         if rollout.get("fallback_from"):
             line += f" (fell back from {rollout['fallback_from']}: {rollout.get('fallback_reason', '?')})"
         lines.append(line)
+    table = results.get("table") or []
+    if table and "tool_use" in table[0]:
+        lines.append("with tools: " + ", ".join(f"{r['model']} called one in {r['tool_use']:.0%} of its answers "
+                                                 f"({r['turns']:.2f} turns)" for r in table))
     lines.extend(during_training_lines(results.get("eval_during_training")))
     return "\n".join([*lines, f"saved to {output_dir}"])
 

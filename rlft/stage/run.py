@@ -110,7 +110,7 @@ class StageRun:
         return self._record("complete", results)
 
     def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any],
-                 reward_funcs: list) -> dict[str, Any]:
+                 reward_funcs: list, tools: tuple[list, int] | None = None) -> dict[str, Any]:
         """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
 
         Call on the main process after the model is saved; the manifest's
@@ -121,7 +121,7 @@ class StageRun:
             from rlft.evaluation.closing import evaluate_stage
 
             results = {**results, **evaluate_stage(trainer.model, tokenizer, test, eval_args, self.model_args,
-                                                   trainer.args.output_dir, reward_funcs)}
+                                                   trainer.args.output_dir, reward_funcs, tools=tools)}
         return self.finish(results)
 
     def _record(self, status: str, results: dict[str, Any]) -> dict[str, Any]:

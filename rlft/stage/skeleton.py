@@ -101,6 +101,10 @@ class TrainingStage:
 
         return args.get(RewardArguments).build()
 
+    def eval_tools(self, args: StageArgs) -> tuple[list, int] | None:
+        """The tools the closing check answers with and its ``max_turns`` (``None``: no tools)."""
+        return None
+
     def results(self, trainer: Any) -> dict[str, Any]:
         """What this stage adds to the manifest's ``results`` once training ended."""
         return {}
@@ -195,4 +199,4 @@ class TrainingStage:
             self.close()
         if not is_main_process():
             return {}
-        return record.conclude(tokenizer, splits["test"], args.eval, results, scoring)
+        return record.conclude(tokenizer, splits["test"], args.eval, results, scoring, tools=self.eval_tools(args))
