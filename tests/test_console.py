@@ -16,6 +16,15 @@ SFT_ONE_STEP = ["recipes/sft.yaml", "--num_train_samples", "8", "--num_test_samp
                 "--save_strategy", "no", "--eval_before_after", "false"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_deepspeed_logger(monkeypatch):
+    """DeepSpeed's logger as before DeepSpeed is imported: an earlier in-process run (tests/test_colocate.py)
+    imports it, and its handler then writes to the stdout of that test's capture, which these tests never see."""
+    logger = logging.getLogger("DeepSpeed")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+
+
 def test_a_checked_notice_goes_to_the_run_log_and_not_to_the_console(tmp_path, capfd):
     console.configure(verbose=False)
     try:
