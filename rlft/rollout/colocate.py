@@ -29,7 +29,12 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rlft.rollout.engine import PROBE_COMPLETION_TOKENS, sync_tolerance
+from rlft.rollout.engine import (
+    PROBE_COMPLETION_TOKENS,
+    probe_scores,
+    sync_check_summary,
+    sync_tolerance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +138,7 @@ class ColocateEngine:
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False)
         with self._awake():
             [result] = self.generation.llm.generate([{"prompt_token_ids": self.probe}], params, use_tqdm=False)
-        return [scores[tok].logprob for scores, tok in zip(result.prompt_logprobs[1:], self.probe[1:], strict=True)]
+        return probe_scores(result, self.probe)
 
     def record_sync_check(self, gap: float, gap_max: float, seconds: float) -> None:
         """Keep one sync check's figures for :meth:`describe`."""
@@ -141,17 +146,11 @@ class ColocateEngine:
 
     def describe(self) -> dict[str, Any]:
         """What generated the rollouts, for the run manifest."""
-        checks = self.sync_checks
-        check = None
-        if self.sync_check:
-            check = {"tolerance": self.sync_tolerance, "checks": len(checks), "probe_tokens": len(self.probe or []),
-                     "logprob_gap": max((c["gap"] for c in checks), default=None),
-                     "logprob_gap_max": max((c["gap_max"] for c in checks), default=None)}
         gen = self.generation
         return {"engine": "vllm", "sync": self.sync, "backend": "TRL colocate",
                 "tensor_parallel_size": getattr(gen, "tensor_parallel_size", 1),
                 "sleep_mode": bool(getattr(gen, "enable_sleep_mode", False)), "syncs": self.syncs,
-                "sync_check": check}
+                "sync_check": sync_check_summary(self)}
 
     def close(self) -> None:
         """Nothing to stop: TRL owns the engine and its lifetime."""

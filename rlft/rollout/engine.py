@@ -162,6 +162,31 @@ def resolve_sync(sync: str, use_peft: bool, use_dora: bool = False) -> str:
     return "adapter" if torch.cuda.is_available() else "merged"
 
 
+def probe_scores(result: Any, probe: list[int]) -> list[float]:
+    """Each probe token's logprob after the first, from a vLLM result with ``prompt_logprobs=0``."""
+    return [scores[tok].logprob for scores, tok in zip(result.prompt_logprobs[1:], probe[1:], strict=True)]
+
+
+def sync_check_summary(engine: Any) -> dict[str, Any] | None:
+    """The sync check's manifest entry: the worst logged gap figures over the run (``None`` when it is off).
+
+    ``engine`` has ``sync_check``, ``sync_tolerance``, ``probe`` and ``sync_checks``
+    (rlft's engine, or TRL's colocated one wrapped by :mod:`rlft.rollout.colocate`).
+
+    Example:
+        >>> sync_check_summary(type("E", (), {"sync_check": True, "sync_tolerance": 1e-3, "probe": [1, 2],
+        ...     "sync_checks": [{"gap": 1e-5, "gap_max": 2e-5, "seconds": 0.5}]})())["logprob_gap"]
+        1e-05
+    """
+    if not engine.sync_check:
+        return None
+    checks = engine.sync_checks
+    return {"tolerance": engine.sync_tolerance, "checks": len(checks), "probe_tokens": len(engine.probe or []),
+            "logprob_gap": max((c["gap"] for c in checks), default=None),
+            "logprob_gap_max": max((c["gap_max"] for c in checks), default=None),
+            "seconds_mean": round(sum(c["seconds"] for c in checks) / len(checks), 3) if checks else None}
+
+
 class EngineStartError(RuntimeError):
     """The vLLM engine could not start; the message is one line (the stage decides: fall back or stop)."""
 
@@ -345,7 +370,7 @@ class VLLMEngine:
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False)
         [result] = self.llm.generate([TokensPrompt(prompt_token_ids=self.probe)], params,
                                      lora_request=self.lora_request, use_tqdm=False)
-        return [scores[tok].logprob for scores, tok in zip(result.prompt_logprobs[1:], self.probe[1:], strict=True)]
+        return probe_scores(result, self.probe)
 
     def record_sync_check(self, gap: float, gap_max: float, seconds: float) -> None:
         """Keep one sync check's figures for :meth:`describe` (the run manifest)."""
@@ -357,16 +382,10 @@ class VLLMEngine:
 
     def describe(self) -> dict[str, Any]:
         """What generated the rollouts, for the run manifest."""
-        syncs, checks = self.sync_seconds, self.sync_checks
-        check: dict[str, Any] | None = None
-        if self.sync_check:
-            # the worst of each logged figure (sync/logprob_gap, sync/logprob_gap_max) over the run
-            check = {"tolerance": self.sync_tolerance, "checks": len(checks), "probe_tokens": len(self.probe or []),
-                     "logprob_gap": max((c["gap"] for c in checks), default=None),
-                     "logprob_gap_max": max((c["gap_max"] for c in checks), default=None),
-                     "seconds_mean": round(sum(c["seconds"] for c in checks) / len(checks), 3) if checks else None}
+        syncs = self.sync_seconds
         return {"engine": "vllm", "sync": self.sync, "dtype": self.dtype, "syncs": len(syncs),
-                "sync_seconds_mean": round(sum(syncs) / len(syncs), 3) if syncs else None, "sync_check": check}
+                "sync_seconds_mean": round(sum(syncs) / len(syncs), 3) if syncs else None,
+                "sync_check": sync_check_summary(self)}
 
     def close(self) -> None:
         """Stop the engine's worker process and delete the scratch files."""
