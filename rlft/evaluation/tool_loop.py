@@ -28,34 +28,70 @@ from typing import Any
 
 
 def tool_answers(complete: Callable[[list[str]], list[str]], tokenizer: Any, prompts: Sequence[Any],
-                 tools: list[Callable[..., Any]], max_turns: int,
-                 chat_template_kwargs: dict | None = None) -> tuple[list[str], list[list[dict[str, Any]]]]:
-    """Each prompt's final answer and its transcript (the model's turns and the tool results)."""
+                 tools: list[Callable[..., Any]], max_turns: int, chat_template_kwargs: dict | None = None,
+                 prompt_tools: Sequence[list[Callable[..., Any]]] | None = None,
+                 ) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    """Each prompt's final answer and its transcript (the model's turns and the tool results).
+
+    ``prompt_tools`` gives each prompt its own tools in place of ``tools``
+    (an environment's methods, bound to that prompt's episode).
+    """
     from trl.chat_template_utils import parse_response
 
-    by_name = {t.__name__: t for t in tools}
+    own = [list(t) for t in prompt_tools] if prompt_tools is not None else [tools] * len(prompts)
     kwargs = dict(chat_template_kwargs or {})
     transcripts: list[list[dict[str, Any]]] = [[] for _ in prompts]
     answers = [""] * len(prompts)
     running = list(range(len(prompts)))
     for turn in range(max_turns):
-        texts = [tokenizer.apply_chat_template(list(prompts[i]) + transcripts[i], tools=tools, tokenize=False,
+        texts = [tokenizer.apply_chat_template(list(prompts[i]) + transcripts[i], tools=own[i], tokenize=False,
                                                add_generation_prompt=True, **kwargs) for i in running]
         still = []
         for i, text, out in zip(running, texts, complete(texts), strict=True):
             prefix = tokenizer(text, add_special_tokens=False)["input_ids"]
             ids = tokenizer(out + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
-            message = parse_response(tokenizer, ids, prefix=prefix, tools=tools)
+            message = parse_response(tokenizer, ids, prefix=prefix, tools=own[i])
             transcripts[i].append(message)
             answers[i] = out
             calls = message.get("tool_calls") or []
             if calls and turn < max_turns - 1:
+                by_name = {t.__name__: t for t in own[i]}
                 transcripts[i].extend(_run(call, by_name) for call in calls)
                 still.append(i)
         running = still
         if not running:
             break
     return answers, transcripts
+
+
+def start_episodes(prompts: Sequence[Any], rows: Sequence[dict[str, Any]], tools: list[Callable[..., Any]],
+                   episode: Callable[[dict[str, Any]], tuple[Any, str | None, list]],
+                   ) -> tuple[list[Any], list[Any], list[list[Callable[..., Any]]]]:
+    """One environment episode per row: the prompts with each ``reset`` observation, the instances, their tools.
+
+    ``episode(row)`` returns ``(environment, observation, its tools)``
+    (:func:`rlft.tools.environments.episode`). The observation is appended to
+    the last user message, as TRL does in training.
+
+    Example:
+        >>> class Echo:
+        ...     def look(self) -> str:
+        ...         '''Look around.'''
+        ...         return "a door"
+        >>> start = lambda row: (Echo(), f" (room {row['room']})", [Echo().look])
+        >>> prompts, envs, tools = start_episodes([[{"role": "user", "content": "Where?"}]], [{"room": 3}], [], start)
+        >>> prompts[0][-1]["content"], [t.__name__ for t in tools[0]]
+        ('Where? (room 3)', ['look'])
+    """
+    out_prompts, envs, own = [], [], []
+    for prompt, row in zip(prompts, rows, strict=True):
+        env, observation, env_tools = episode(row)
+        if observation is not None:
+            prompt = list(prompt[:-1]) + [{**prompt[-1], "content": prompt[-1]["content"] + observation}]
+        out_prompts.append(prompt)
+        envs.append(env)
+        own.append(list(tools) + list(env_tools))
+    return out_prompts, envs, own
 
 
 def _run(call: dict[str, Any], by_name: dict[str, Callable[..., Any]]) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class StageRun:
         return self._record("complete", results)
 
     def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any],
-                 reward_funcs: list, tools: tuple[list, int] | None = None) -> dict[str, Any]:
+                 reward_funcs: list, tools: tuple[list, int, Any] | None = None) -> dict[str, Any]:
         """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
 
         Call on the main process after the model is saved; the manifest's

@@ -143,7 +143,8 @@ def _colocate(args: Any) -> bool:
 
 def _tools(args: Any) -> bool:
     # the tool group by its fields (stage may not import rlft.tools): GRPO's ToolArguments
-    return any(getattr(p, "max_turns", None) is not None and getattr(p, "tools", None) for p in args.parts)
+    return any(getattr(p, "max_turns", None) is not None and (getattr(p, "tools", None) or getattr(p, "environment",
+               None)) for p in args.parts)
 
 
 def _own_engine(args: Any) -> bool:
@@ -183,7 +184,8 @@ GRPO = {
     "num_generations_eval": refused(NO_EVAL),
     "max_tool_calling_iterations": refused("use max_turns (model turns per completion: tool rounds + 1)"),
     "tools": USED,
-    **_names("max_turns tool_timeout", only_with("tools", _tools)),
+    "environment": USED,
+    **_names("max_turns tool_timeout", only_with("tools or an environment", _tools)),
     **_names("engine on_reward_error skip_zero_advantage length_buckets", USED),
 }
 

@@ -101,8 +101,8 @@ class TrainingStage:
 
         return args.get(RewardArguments).build()
 
-    def eval_tools(self, args: StageArgs) -> tuple[list, int] | None:
-        """The tools the closing check answers with and its ``max_turns`` (``None``: no tools)."""
+    def eval_tools(self, args: StageArgs) -> tuple[list, int, Any] | None:
+        """The closing check's tools, its ``max_turns`` and the environment's ``episode(row)`` (``None``: no tools)."""
         return None
 
     def results(self, trainer: Any) -> dict[str, Any]:

@@ -34,11 +34,16 @@ from rlft.core.errors import UserError
 
 @dataclass
 class ToolArguments:
-    """Which tools the policy may call during GRPO rollouts, for how many turns, and how long each call may take."""
+    """Which tools (or environment) the policy may call during GRPO rollouts, for how many turns, how long each call may take."""
 
     tools: list[str] = field(
         default_factory=list,
         metadata={"help": "Tools as module:function (e.g. rlft.tools:calculator): typed, Google-style docstring."},
+    )
+    environment: str | None = field(
+        default=None,
+        metadata={"help": "A multi-turn environment as module:Class: reset(**row), tool methods, optional "
+                          "get_reward() (the `environment` reward). See rlft.tools.environments."},
     )
     max_turns: int = field(
         default=4, metadata={"help": "Model turns per completion: a turn ends in tool calls or in the answer."},
@@ -71,31 +76,34 @@ class ToolStats:
 
 def load_tools(names: list[str], timeout: float, stats: ToolStats) -> list[Callable[..., Any]]:
     """The recipe's tools, imported, checked as TRL will read them, and wrapped by :func:`timed`."""
-    loaded = [_import(name) for name in names]
+    loaded = [import_object(name, "tools") for name in names]
     seen: set[str] = set()
     for name, func in zip(names, loaded, strict=True):
-        _check_schema(name, func)
+        check_schema(name, func)
         if func.__name__ in seen:
             raise UserError(f"tools: two tools are called {func.__name__!r} (the model calls tools by name)")
         seen.add(func.__name__)
     return [timed(func, timeout, stats) for func in loaded]
 
 
-def _import(path: str) -> Callable[..., Any]:
+def import_object(path: str, what: str) -> Any:
+    """The object at ``package.module:name`` (a one-line :class:`UserError` naming ``what`` if it cannot be had)."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
-        raise UserError(f"tools: {path!r} must look like 'package.module:function'")
+        raise UserError(f"{what}: {path!r} must look like 'package.module:name'")
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # noqa: BLE001 - any import failure of user code is reported the same way
-        raise UserError(f"tools: cannot import {path!r}: {type(err).__name__}: {err} (is it on PYTHONPATH?)") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise UserError(f"tools: module {module_name!r} has no function {attr!r}")
-    return func
+        raise UserError(f"{what}: cannot import {path!r}: {type(err).__name__}: {err} (is it on PYTHONPATH?)") from None
+    obj = getattr(module, attr, None)
+    if not callable(obj):
+        raise UserError(f"{what}: module {module_name!r} has no {'class' if what == 'environment' else 'function'} "
+                        f"{attr!r}")
+    return obj
 
 
-def _check_schema(path: str, func: Callable[..., Any]) -> None:
+def check_schema(path: str, func: Callable[..., Any]) -> None:
+    """Refuse a tool that TRL could not show the model (transformers' ``get_json_schema`` fails on it)."""
     # TRL builds each tool's JSON schema with transformers' get_json_schema while the trainer is built: a
     # missing type hint or argument description would stop it there, after the model has loaded
     from transformers.utils import get_json_schema

@@ -79,7 +79,7 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
                  skip_zero_advantage: bool = False, length_buckets: bool | None = False,
                  tool_stats: Any = None, **kwargs: Any) -> None:
         refuse_in_worker_bootstrap("a trainer")
-        if engine is not None and not kwargs.get("tools"):
+        if engine is not None and not (kwargs.get("tools") or kwargs.get("environment_factory")):
             kwargs["rollout_func"] = engine.rollout_func  # with tools TRL's own loop calls engine.generate per turn
         super().__init__(*args, **kwargs)
         if engine is None and self.use_vllm and wrap_vllm is not None:
