@@ -45,3 +45,34 @@ def test_the_learning_tables_show_each_side_with_its_interval_and_the_paired_dif
     assert "| 1 | 600 s | 30 steps, 75.0 % (base 25.0 %)" in table and "step 10: rlft 50.0 %, stock 25.0 %" in table
     readme = docs.learning_readme(result)
     assert readme.startswith("Over 2 seeds (1, 2) the recipe's greedy accuracy goes from 25.0 % to 87.5 %")
+
+
+MACHINE = {"cpu": "Test CPU", "cores": 2, "commit": "0123456789abcdef", "date": "2026-12-02T10:00",
+           "command": "tests/bench/bench_x.py"}
+
+
+def test_the_rewards_table_counts_each_verifier_per_class_and_states_the_throughput():
+    verifiers = {"rlft accuracy": {"agree": 3, "ms_per_sample": 2.5, "misses": []},
+                 "math-verify": {"agree": 1, "ms_per_sample": 9.0, "misses": [{}, {}]}}
+    result = {"machine": MACHINE, "n": 100, "hostile": 4, "workers": 2, "timeout_s": 5.0, "rlft_per_s": 150.0,
+              "trl_per_s": 15.0, "speedup": 10.0, "agreement_non_hostile": 1.0, "hostile_stretch_s": 2.0,
+              "hostile_stretch_per_sample_s": 0.5,
+              "case_table": {"cases": 3, "verifiers": verifiers,
+                             "classes": {"latex": {"n": 2, "rlft accuracy": 2, "math-verify": 1},
+                                         "text": {"n": 1, "rlft accuracy": 1, "math-verify": 0}}}}
+    table = docs.rewards_table(result)
+    assert "| latex | 2 | 2 | 1 |" in table and "| text | 1 | 1 | 0 |" in table
+    assert "| **all** | 3 | **3** | **1** |" in table and "| ms per sample | | 2.5 | 9.0 |" in table
+    assert "`rlft accuracy` 0, `math-verify` 2" in table  # misses per verifier
+    assert "rlft 150.0 completions/s, TRL 15.0/s (**10.0x**)" in table and "of the 96 non-hostile" in table
+
+
+def test_the_refusal_table_puts_the_baseline_beside_now():
+    def side(seconds, lines):
+        return {"unknown key": {"median_seconds": seconds, "stderr_lines": lines, "rc": 2,
+                                "last_line": "error: unknown recipe key 'x'"}}
+
+    table = docs.refusal_table({"machine": MACHINE, "baseline": "4c76848", "repeats": 3, "now": side(0.3, 1),
+                                "before": side(5.8, 2)})
+    assert "| unknown key | 5.8 s, 2 lines, exit 2 | 0.3 s, 1 line, exit 2 | `error: unknown recipe key 'x'` |" in table
+    assert "baseline `4c76848`" in table and "Median of 3 fresh processes" in table

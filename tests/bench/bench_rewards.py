@@ -2,8 +2,8 @@
 
     make bench-rewards    # or: .venv/bin/python tests/bench/bench_rewards.py [--n 2000]
 
-Two parts, one run, written to ``docs/results/rewards.json`` (committed;
-``docs/benchmarks.md`` quotes it):
+Two parts, one run, written to ``bench/results/rewards.json`` (committed;
+``docs/benchmarks.md``'s table is made from it, ``make bench-docs``):
 
 1. **Agreement on the project's case table** (``tests/math_cases.py``,
    competition-style answers by class): each verifier's verdict against the
@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.math_cases
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result
 
 HOSTILE = [
     "\\boxed{9^{9^{9^{9^{9}}}}}",
@@ -137,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=5.0, help="rlft's per-sample timeout (s)")
-    parser.add_argument("--out", default="docs/results/rewards.json")
+    parser.add_argument("--out", default="runs/bench/rewards.json")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # math-verify's timeout chatter
 
@@ -190,6 +192,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_result("rewards", report)  # bench/results/rewards.json, with the machine: docs/benchmarks.md's table
     print(f"accuracy on {args.n} completions ({n_hostile} hostile), {report['workers']} workers:")
     print(f"  rlft accuracy        {ours_s:8.2f} s  {report['rlft_per_s']:8.1f} completions/s")
     print(f"  trl accuracy_reward  {trl_s:8.2f} s  {report['trl_per_s']:8.1f} completions/s")

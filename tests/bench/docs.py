@@ -85,7 +85,44 @@ def learning_readme(result: dict) -> str:
             "`bench/results/learning.json`, [docs/benchmarks.md](docs/benchmarks.md)).")
 
 
+def rewards_table(result: dict) -> str:
+    """docs/benchmarks.md: agreement per class of the case table, time per sample, then batch throughput."""
+    table, names = result["case_table"], list(result["case_table"]["verifiers"])
+    lines = [measured_on(result), "", "| class | cases | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for kind, row in table["classes"].items():
+        lines.append(f"| {kind} | {row['n']} | " + " | ".join(str(row[n]) for n in names) + " |")
+    lines.append(f"| **all** | {table['cases']} | "
+                 + " | ".join(f"**{table['verifiers'][n]['agree']}**" for n in names) + " |")
+    lines.append("| ms per sample | | " + " | ".join(str(table["verifiers"][n]["ms_per_sample"]) for n in names) + " |")
+    misses = ", ".join(f"`{n}` {len(table['verifiers'][n]['misses'])}" for n in names)
+    lines += ["", f"Cases missed: {misses} (each miss, with its completion and gold, is in the result file).", "",
+              (f"Throughput on {result['n']} generated completions shaped like GRPO batches (8 per prompt share a "
+              f"gold; {result['hostile']} hostile ones: exponent towers, 1 MB texts, deep nesting), both in the same "
+              f"process one after the other, rlft with {result['workers']} workers: rlft "
+              f"{result['rlft_per_s']} completions/s, TRL {result['trl_per_s']}/s (**{result['speedup']}x**); they "
+              f"agree on {100 * result['agreement_non_hostile']:.1f} % of the {result['n'] - result['hostile']} "
+              f"non-hostile samples; the hostile samples stretched rlft's batch by {result['hostile_stretch_s']} s "
+              f"({result['hostile_stretch_per_sample_s']} s each, per-sample timeout {result['timeout_s']} s).")]
+    return "\n".join(lines)
+
+
+def refusal_table(result: dict) -> str:
+    """docs/benchmarks.md: each bad input's seconds and stderr lines, the baseline commit beside now."""
+    lines = [measured_on(result), "", (f"Median of {result['repeats']} fresh processes each; baseline "
+             f"`{result['baseline']}` (the same interpreter and packages)."), "",
+             "| bad input | before | now | what it says now |", "|---|---|---|---|"]
+    for name, now in result["now"].items():
+        before = result["before"][name]
+        lines.append(f"| {name} | {before['median_seconds']} s, {before['stderr_lines']} lines, exit {before['rc']} "
+                     f"| {now['median_seconds']} s, {now['stderr_lines']} "
+                     f"line{'s' if now['stderr_lines'] != 1 else ''}, exit {now['rc']} | `{now['last_line'][:90]}` |")
+    return "\n".join(lines)
+
+
 RENDER: dict[tuple[str, str], Callable[[dict], str]] = {
+    ("docs/benchmarks.md", "refusal"): refusal_table,
+    ("docs/benchmarks.md", "rewards"): rewards_table,
     ("docs/benchmarks.md", "learning"): learning_table,
     ("README.md", "learning"): learning_readme,
 }
