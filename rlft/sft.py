@@ -13,7 +13,12 @@ or a template TRL can patch); otherwise rlft finds the turns by rendering the
 conversation prefix by prefix (:func:`rlft.core.data.with_assistant_masks`),
 which is what the bundled model's template takes. ``assistant_only_loss: false``
 in the recipe trains ``messages`` rows on every token. ``chat_template_kwargs``
-reach every render. LoRA by default (``use_peft: false`` for
+reach every render. With ``tools`` (``tools: [rlft.tools:calculator]``) every
+conversation is rendered with those tools in its system prompt, as GRPO's
+rollouts render them, so ``messages`` rows whose assistant turns call tools
+(``task_kwargs: {tool_transcript: true}``) teach the calls GRPO will run;
+the tool results are not the assistant's and carry no loss, and the closing
+check answers through the tool loop, up to ``max_turns`` turns. LoRA by default (``use_peft: false`` for
 full fine-tuning). The run's sequence is :class:`rlft.stage.skeleton.TrainingStage`'s;
 the output directory holds the adapter, the tokenizer, ``recipe.yaml`` and
 ``rlft_manifest.json``, and the run ends with a greedy before/after check.
@@ -26,10 +31,25 @@ from collections.abc import Sequence
 
 from rlft.core.errors import run_cli
 from rlft.stage.skeleton import TrainingStage
+from rlft.tools.loading import ToolArguments
 
 
 class SFT(TrainingStage):
     name = "sft"
+    extra_arguments = (ToolArguments,)
+
+    def __init__(self) -> None:
+        self.tools: list = []  # the recipe's tools (rlft.tools.loading): rendered in every conversation
+        self.tool_stats = None
+
+    def check_data(self, args, splits) -> None:
+        """The recipe's tools imported and checked before the model loads (an environment is refused earlier)."""
+        from rlft.tools.loading import ToolStats, load_tools
+
+        tool_args = args.get(ToolArguments)
+        if tool_args.tools:
+            self.tool_stats = ToolStats()
+            self.tools = load_tools(tool_args.tools, tool_args.tool_timeout, self.tool_stats)
 
     def config_class(self) -> type:
         from trl import SFTConfig
@@ -43,14 +63,30 @@ class SFT(TrainingStage):
         from rlft.core import models
         from rlft.stage.trainers import stage_trainer
 
+        if self.tools:  # a template that renders the tools (saved with the run, so GRPO renders them alike)
+            from rlft.tools.chat import enable_tool_calls
+
+            enable_tool_calls(tokenizer, args.model.model_name_or_path)
         return stage_trainer(SFTTrainer)(
-            model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer),
+            model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer, self.tools),
             processing_class=tokenizer, peft_config=models.lora_config(args.model),
         )
 
+    def eval_tools(self, args):
+        """With tools, the closing check answers through the tool loop, up to ``max_turns`` turns."""
+        return (self.tools, args.get(ToolArguments).max_turns, None) if self.tools else None
 
-def sft_rows(args, train, tokenizer):
+    def results(self, trainer) -> dict:
+        if not self.tools:
+            return {}
+        return {"tools": {"tools": [t.__name__ for t in self.tools], "counts": self.tool_stats.snapshot()}}
+
+
+def sft_rows(args, train, tokenizer, tools=()):
     """The rows SFTTrainer gets; for ``messages`` rows, sets ``assistant_only_loss`` where TRL can mask them.
+
+    ``tools`` (functions) are rendered into every conversation: through the
+    options of rlft's own masking, or the ``tools`` column TRL's SFT reads.
 
     Example:
         >>> from types import SimpleNamespace
@@ -61,17 +97,26 @@ def sft_rows(args, train, tokenizer):
         >>> sft_rows(args, rows, tokenizer=None)[0]["chat_template_kwargs"]
         {'enable_thinking': False}
     """
+    import json
+
+    from transformers.utils import get_json_schema
+
     from rlft.core import data
 
     train = data.for_sft(train, args.data.sft_target_column)
     options = dict(args.model.chat_template_kwargs or {})
+    schemas = [get_json_schema(tool) for tool in tools]  # what apply_chat_template makes of the functions
     # SFTConfig's default (False) cannot tell "not set" from "set to false": only the recipe can
     if "messages" in train.column_names and args.recipe.get("assistant_only_loss", True):
         if data.trl_masks_assistant_turns(tokenizer):
             args.train.assistant_only_loss = True
         else:  # pre-tokenized with the mask; TRL folds assistant_masks into the labels
-            return data.with_assistant_masks(train, tokenizer, options)
-    return data.with_template_options(train, options)
+            return data.with_assistant_masks(train, tokenizer, {**options, "tools": schemas} if schemas else options)
+    train = data.with_template_options(train, options)
+    if schemas:  # TRL's SFT renders a row's `tools` column (JSON) into its conversation
+        text = json.dumps(schemas)
+        train = train.map(lambda _: {"tools": text})
+    return train
 
 
 def parse(argv: Sequence[str] | None):

@@ -37,6 +37,7 @@ def test_every_field_of_every_stage_has_a_rule(stage, tmp_path):
     ("dpo", ["--sft_target_column", "answer"], "sft_target_column"),
     ("orpo", ["--model_init_kwargs", "{\"device_map\": \"auto\"}"], "model_init_kwargs"),
     ("grpo", ["--resume_from_checkpoint", "runs/x/checkpoint-2"], "resume: true"),
+    ("sft", ["--environment", "examples.guess_number.env:GuessNumber"], "environment: not used by rlft sft"),
 ])
 def test_a_refused_key_is_one_line_on_stderr_and_exit_2(stage, flags, named, tmp_path):
     out = tmp_path / "run"
@@ -63,6 +64,8 @@ def test_keys_for_the_other_engine_are_named_not_refused(tmp_path):
     assert check_settings("grpo", args) == ["vllm_max_model_len (only with engine: vllm)"]
     args = stage_args("grpo", "--engine", "vllm", "--cache_implementation", "static", tmp_path=tmp_path)
     assert check_settings("grpo", args) == ["cache_implementation (only with engine: hf)"]
+    args = stage_args("sft", "--max_turns", "2", tmp_path=tmp_path)  # SFT without tools: no closing tool loop
+    assert check_settings("sft", args) == ["max_turns (only with tools)"]
     args = stage_args("sft", "--use_peft", "false", tmp_path=tmp_path)  # sft.yaml sets lora_r and friends
     assert all("only with use_peft: true" in key for key in check_settings("sft", args))
 

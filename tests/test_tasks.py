@@ -88,3 +88,23 @@ def test_multiplication_is_three_digits_by_two_by_default():
 def test_multiplication_options_are_checked(kwargs, says):
     with pytest.raises(UserError, match=re.escape(says)):
         generate("multiplication", "test", 5, seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("task", ["multiplication", "arithmetic", "word_problems"])
+def test_tool_transcripts_call_the_calculator_on_the_problem(task):
+    from rlft.tools import calculator
+
+    for row in generate(task, "train", 20, seed=1, tool_transcript=True):
+        user, call, result, answer = row["messages"]
+        assert user == row["prompt"][0] and call["role"] == "assistant"
+        [function] = [c["function"] for c in call["tool_calls"]]
+        assert function == {"name": "calculator", "arguments": {"expression": row["expression"]}}
+        # the tool turn holds what the real calculator returns, and that is the gold answer
+        assert result == {"role": "tool", "name": "calculator", "content": calculator(row["expression"])}
+        assert result["content"] == row["answer"] and answer == {"role": "assistant", "content": row["solution"]}
+    assert "messages" not in generate(task, "train", 1, seed=1)[0]  # only when asked for
+
+
+def test_tool_transcript_takes_a_boolean():
+    with pytest.raises(UserError, match="tool_transcript takes true or false, got 'yes'"):
+        generate("multiplication", "train", 1, tool_transcript="yes")

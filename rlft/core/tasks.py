@@ -9,7 +9,12 @@ model's head, within a calculator's reach). Each row has:
   ``instruction`` option (default: "End your reply with: The answer is <number>."),
 - ``answer``: the gold final answer as a string,
 - ``solution``: a worked solution that ends in ``The answer is <answer>.`` (SFT target),
-- ``expression``: the arithmetic the answer comes from (for independent checks).
+- ``expression``: the arithmetic the answer comes from (for independent checks),
+- ``messages`` (with the option ``tool_transcript: true``): the whole conversation
+  of a model that uses ``rlft.tools:calculator``: the question, an assistant
+  turn that calls the calculator on ``expression``, the calculator's own
+  result as a ``tool`` turn, and the worked solution (an SFT warm-start for
+  GRPO with ``tools: [rlft.tools:calculator]``).
 
 Splits are disjoint by construction: every problem has a canonical key (the
 operands and the template), and a stable hash of that key decides once and for
@@ -131,10 +136,35 @@ def _word_problem(rng: random.Random, instruction: str = INSTRUCTION) -> dict[st
     }
 
 
+def calculator_transcript(question: str, expression: str, result: str, solution: str) -> list[dict[str, Any]]:
+    """The conversation of a model that answers ``question`` with ``rlft.tools:calculator``.
+
+    The assistant calls the calculator on ``expression`` (in the tool-call
+    form chat templates render: transformers' ``tool_calls``), the tool turn
+    holds ``result`` (what the calculator returns for it: the exact answer;
+    ``tests/test_tasks.py`` checks it against the real tool), and the last
+    turn is ``solution``.
+
+    Example:
+        >>> [m["role"] for m in calculator_transcript("What is 12 × 34?", "12 * 34", "408", "12 × 34 = 408.")]
+        ['user', 'assistant', 'tool', 'assistant']
+    """
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
+    return [{"role": "user", "content": question},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "name": "calculator", "content": result},
+            {"role": "assistant", "content": solution}]
+
+
+OPTIONS = ("digits", "ops", "instruction", "tool_transcript")
+
+
 def _make(task: str, kwargs: dict[str, Any]) -> Callable[[random.Random], dict[str, Any]]:
-    unknown = set(kwargs) - {"digits", "ops", "instruction"}
+    unknown = set(kwargs) - set(OPTIONS)
     if unknown:
-        raise UserError(f"task:{task} has no option {min(unknown)!r}; options: digits, ops, instruction")
+        raise UserError(f"task:{task} has no option {min(unknown)!r}; options: {', '.join(OPTIONS)}")
+    if not isinstance(kwargs.get("tool_transcript", False), bool):
+        raise UserError(f"task:{task}: tool_transcript takes true or false, got {kwargs['tool_transcript']!r}")
     instruction = str(kwargs.get("instruction", INSTRUCTION))
     if task == "arithmetic":
         digits = int(kwargs.get("digits", 2))
@@ -146,7 +176,8 @@ def _make(task: str, kwargs: dict[str, Any]) -> Callable[[random.Random], dict[s
         return lambda rng: _word_problem(rng, instruction=instruction)
     if task == "multiplication":
         if "ops" in kwargs:
-            raise UserError("task:multiplication has no option 'ops' (it multiplies); options: digits, instruction")
+            raise UserError("task:multiplication has no option 'ops' (it multiplies); options: digits, instruction, "
+                            "tool_transcript")
         sizes = kwargs.get("digits", [3, 2])
         if not (isinstance(sizes, (list, tuple)) and len(sizes) == 2 and all(int(d) >= 1 for d in sizes)):
             raise UserError(f"task:multiplication takes digits: [A, B] (the digits of each factor), got {sizes!r}")
@@ -187,11 +218,15 @@ def generate(
         if item["key"] in seen or split_of(item["key"]) != split:
             continue
         seen.add(item["key"])
-        rows.append({
+        row = {
             "prompt": _user(item["question"]),
             "answer": item["answer"],
             "solution": item["solution"],
             "expression": item["expression"],
             "task": task,
-        })
+        }
+        if task_kwargs.get("tool_transcript"):
+            row["messages"] = calculator_transcript(item["question"], item["expression"], item["answer"],
+                                                    item["solution"])
+        rows.append(row)
     return rows

@@ -195,6 +195,10 @@ SFT = {
                 pad_token padding_free router_aux_loss_coef shuffle_dataset truncation_mode sft_target_column""",
              USED),
     "dataset_text_field": refused("rlft gives SFT prompt/completion or messages rows, never a text column"),
+    "tools": USED,
+    "environment": refused("SFT trains on fixed conversations and plays no episodes: use the environment in "
+                           "GRPO, and tools: here"),
+    **_names("max_turns tool_timeout", only_with("tools", _tools)),
     "eval_packing": refused(NO_EVAL),
 }
 

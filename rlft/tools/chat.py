@@ -50,7 +50,8 @@ def enable_tool_calls(tokenizer: Any, model_name: str) -> Any:
     """``tokenizer`` able to render tools and parse tool calls (changed in place and returned), or a ``UserError``."""
     from trl.chat_template_utils import add_response_schema, qwen3_template, supports_tool_calling
 
-    if is_smollm_template(tokenizer.chat_template):
+    # SmolLM2's own template, or the tool template a run on it saved with its tokenizer (an SFT warm-start)
+    if is_smollm_template(tokenizer.chat_template) or tokenizer.chat_template == smollm_tool_template():
         tokenizer.chat_template = smollm_tool_template()
         tokenizer.response_template = qwen3_template  # TRL's parser for Qwen2.5's Hermes-style calls
         return tokenizer
