@@ -17,6 +17,12 @@ scores), ``report.md`` and ``report.html`` with plots; the table is printed.
 Reruns of the same command write byte-identical ``samples.jsonl`` (the engine
 runs in float32; ``reproducible: false`` allows bf16 and the report says so).
 Optional pass@k: ``pass_k_samples: n`` samples per prompt at ``pass_k_temperature``.
+With ``tools`` (or an ``environment``) and ``max_turns``, as in a GRPO recipe,
+every model answers the task through the same tool loop as training's
+closing check, greedily; the table adds how often each model called a tool
+and its turns per answer, ``samples.jsonl`` every transcript.
+``paired_previous: true`` adds each model's paired change against the one
+listed before it (``--models base runs/sft runs/grpo``: what each stage added).
 """
 
 from __future__ import annotations
@@ -31,19 +37,24 @@ def parse(argv: Sequence[str] | None):
     from rlft.core.arguments import DataArguments, EvalArguments, RewardArguments
     from rlft.core.recipe import parse_recipe
     from rlft.evaluation.compare import EvalRunArguments, gather_list
+    from rlft.tools.loading import ToolArguments
 
     argv = gather_list(sys.argv[1:] if argv is None else argv, "--models")
-    return parse_recipe([DataArguments, EvalArguments, RewardArguments, EvalRunArguments], argv, prog="rlft eval")
+    return parse_recipe([DataArguments, EvalArguments, RewardArguments, ToolArguments, EvalRunArguments], argv,
+                        prog="rlft eval")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation; returns ``results.json``'s content."""
-    (data_args, eval_args, reward_args, args), recipe = parse(argv)
+    (data_args, eval_args, reward_args, tool_args, args), recipe = parse(argv)
 
     from rlft.core import data, models
+    from rlft.core.errors import UserError
     from rlft.core.run_dir import RunArguments, check_output_dir
     from rlft.core.runtime import log_deferred_warnings, setup_logging
     from rlft.evaluation.compare import base_of, evaluate, expand_models
+    from rlft.tools.chat import enable_tool_calls
+    from rlft.tools.environments import tool_setup
 
     setup_logging("info")
     check_output_dir(args.output_dir, RunArguments(overwrite=args.overwrite))
@@ -54,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     test = data.load_splits(data_args, seed=args.seed)["test"]
     data.require_columns(test, ["prompt", "answer"], "the evaluation")
     test = test.select(range(min(eval_args.eval_samples, len(test))))
-    results = evaluate(names, base_dir, test, eval_args, args, reward_funcs, recipe)
+    tools = tool_setup(tool_args, dict(test[0]))
+    if tools and args.pass_k_samples:
+        raise UserError("pass_k_samples: pass@k samples single completions; with tools it is not built "
+                        "(set pass_k_samples: 0)")
+    tokenizer = enable_tool_calls(models.load_tokenizer(base_dir), base_dir) if tools else None
+    results = evaluate(names, base_dir, test, eval_args, args, reward_funcs, recipe, tools, tokenizer)
     print(results["table"])
     print(f"report: {args.output_dir}/report.html")
     return results

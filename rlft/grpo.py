@@ -101,7 +101,6 @@ class GRPO(TrainingStage):
         from rlft.core import models
         from rlft.core.accelerator import RLFT_ENGINE, TRL_COLOCATE
         from rlft.rollout.colocate import with_engine_start
-        from rlft.stage import greedy_eval
         from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
@@ -111,9 +110,6 @@ class GRPO(TrainingStage):
 
             enable_tool_calls(tokenizer, args.model.model_name_or_path)
             args.train.max_tool_calling_iterations = args.get(ToolArguments).max_turns - 1
-            if args.get(greedy_eval.TrainingEvalArguments).eval_steps:
-                logger.warning("tools: eval_steps answers without tools (evaluation during training with tools is "
-                               "not built yet); the closing check answers with them")
         wrap_vllm = None
         if self.backend == TRL_COLOCATE:
             wrap_vllm = self.colocate(rollout, args)

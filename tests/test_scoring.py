@@ -95,3 +95,19 @@ def test_a_bad_scoring_setting_is_a_user_error(bad):
 
     with pytest.raises(UserError, match="no_such_setting"):
         RewardArguments(reward_kwargs=bad).build()
+
+
+def test_paired_previous_compares_each_model_with_the_one_before_it():
+    def model(scores):
+        return {"headline": "accuracy", "scores": scores, "marked": [True] * len(scores)}
+
+    rows = table_rows({"base": model([0.0, 0.0, 0.0, 0.0]), "sft": model([1.0, 1.0, 0.0, 0.0]),
+                       "grpo": model([1.0, 1.0, 1.0, 1.0])}, resamples=200, previous=True)
+    base, sft, grpo = rows
+    assert "prev" not in base and sft["prev"] == "base" and grpo["prev"] == "sft"
+    assert (sft["prev_diff"], grpo["prev_diff"], grpo["diff"]) == (0.5, 0.5, 1.0)
+    assert grpo["prev_low"] <= 0.5 <= grpo["prev_high"] and grpo["prev_low"] >= 0.0
+    table = format_table(rows)
+    assert "vs previous" in table.splitlines()[0]
+    assert "+50.0 [" in table.splitlines()[3] and "+100.0 [+100.0, +100.0]" in table.splitlines()[3]
+    assert "vs previous" not in format_table(table_rows({"base": model([0.0]), "sft": model([1.0])}))

@@ -214,3 +214,64 @@ def test_recipe_written_by_a_run_reruns(sft_run):
     out, _ = sft_run
     (*_, cfg), resolved = sft.parse([str(out / "recipe.yaml")])
     assert cfg.max_steps == 3 and resolved["output_dir"] == str(out)
+
+
+TOOLS = ["recipes/tools/sft.yaml", "--num_train_samples", "8", "--num_test_samples", "4", "--max_steps", "3",
+         "--per_device_train_batch_size", "4", "--logging_steps", "1", "--eval_samples", "4",
+         "--eval_batch_size", "4", "--report_to", "none"]
+
+
+def test_tool_transcripts_train_on_the_call_and_the_answer_not_on_the_result(bundled_tokenizer, bundled_dir,
+                                                                             tmp_path):
+    import copy
+
+    from rlft.core import data
+    from rlft.core.models import load_model
+    from rlft.stage.skeleton import StageArgs
+
+    tokenizer = copy.deepcopy(bundled_tokenizer)
+    args = StageArgs(*sft.parse([*TOOLS, "--output_dir", str(tmp_path)]))
+    splits = data.load_splits(args.data, seed=args.train.seed)
+    stage = sft.SFT()
+    stage.check_data(args, splits)
+    trainer = stage.build_trainer(args, splits, tokenizer, load_model(args.model.model_name_or_path))
+    trained, masked, _labels, ids = trained_and_masked(tokenizer, trainer)
+    row = splits["train"][0]
+    call = f'<tool_call>\n{{"name": "calculator", "arguments": {{"expression": "{row["expression"]}"}}}}\n</tool_call>'
+    assert trained == f"{call}<|im_end|>\n{row['solution']}<|im_end|>\n"
+    # the calculator's schema in the system prompt and its result are context, as in GRPO's rollouts
+    assert '"name": "calculator"' in masked and f"<tool_response>\n{row['answer']}\n</tool_response>" in masked
+    rollout_prompt = tokenizer.apply_chat_template(row["prompt"], tools=stage.tools, tokenize=False,
+                                                   add_generation_prompt=True)
+    assert tokenizer.decode(ids).startswith(rollout_prompt)
+
+
+def test_sft_with_tools_answers_through_the_tool_loop_and_rlft_eval_does_too(bundled_dir, tmp_path):
+    """3 steps on transcripts; the closing check and `rlft eval` (with paired_previous) both use the calculator."""
+    from rlft import eval as rlft_eval
+    from rlft.core.models import load_tokenizer
+    from rlft.tools.chat import smollm_tool_template
+
+    out = tmp_path / "sft"
+    manifest = sft.main([*TOOLS, "--output_dir", str(out), "--eval_steps", "3"])
+    table = manifest["results"]["table"]
+    assert {"tool_use", "turns"} <= set(table[0]) and manifest["results"]["tools"]["tools"] == ["calculator"]
+    sample = json.loads((out / "before_after.jsonl").read_text().splitlines()[0])
+    assert "transcript_trained" in sample
+    [during] = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()
+                if "eval/tool_use" in line]
+    assert during["step"] == 3 and during["eval/tool_use"] == table[1]["tool_use"]
+    assert during["eval/accuracy"] == table[1]["accuracy"]  # the same loop, the same prompts, the same scorer
+    # the run's tokenizer keeps the tool template, so GRPO from this run renders the calculator the same way
+    assert load_tokenizer(str(out)).chat_template == smollm_tool_template()
+
+    results = rlft_eval.main(["recipes/tools/eval.yaml", "--models", "base", str(out), "--engine", "hf",
+                              "--eval_samples", "4", "--num_test_samples", "4", "--general_suite", "false",
+                              "--eval_batch_size", "4", "--output_dir", str(tmp_path / "eval")])
+    rows = {r["model"]: r for r in results["models"]}
+    assert rows[str(out)]["tool_use"] == table[1]["tool_use"] and rows["base"]["tool_use"] == table[0]["tool_use"]
+    assert rows[str(out)]["accuracy"] == table[1]["accuracy"]  # rlft eval agrees with the closing check
+    assert rows[str(out)]["prev"] == "base" and "vs previous" in results["table"]
+    assert "with tools: base called one in" in results["table"]
+    line = json.loads((tmp_path / "eval" / "samples.jsonl").read_text().splitlines()[0])
+    assert line["outputs"][str(out)]["transcript"][0]["role"] == "assistant"

@@ -161,6 +161,10 @@ class ScriptedEngine:
         self.turns.append(len(prompts))
         return [list(p) for p in prompts], out, [[[0.0]] * len(ids) for ids in out], None
 
+    def greedy(self, prompts, max_tokens):  # evaluation during training: the rendered turns of the tool loop
+        assert all(isinstance(p, str) for p in prompts)
+        return [self.reply(p, 0).removesuffix("<|im_end|>") for p in prompts]
+
     def sync_weights(self, model) -> None:
         pass
 
@@ -193,7 +197,7 @@ def test_tool_loop_appends_masks_and_counts(scripted, tmp_path, monkeypatch, bun
     monkeypatch.setattr(RlftGRPOTrainer, "_generate", recording)
     out = tmp_path / "run"
     manifest = grpo.main([*TINY, "--output_dir", str(out), "--engine", "vllm", "--max_completion_length", "256",
-                          "--tools", "[rlft.tools:calculator]", "--max_turns", "3",
+                          "--tools", "[rlft.tools:calculator]", "--max_turns", "3", "--eval_steps", "1",
                           "--vllm_importance_sampling_correction", "false"])
     [engine] = scripted
     # one engine call per turn for every rollout still running: a step's 2 x 8 completions, then fewer
@@ -225,6 +229,13 @@ def test_tool_loop_appends_masks_and_counts(scripted, tmp_path, monkeypatch, bun
     assert sample["transcript_trained"][0]["role"] == "assistant" and "transcript_base" in sample
     assert manifest["results"]["tools"]["max_turns"] == 3
     assert manifest["results"]["tools"]["counts"]["tools/calculator/calls"] > 0
+    # evaluation during training answered through the same loop, from the engine: call, result, answer
+    evals = [e for e in logged(out) if "eval/accuracy" in e]
+    assert [e["step"] for e in evals] == [1, 2]
+    assert all(e["eval/tool_use"] == 1.0 and e["eval/turns"] == 2.0 and e["eval/accuracy"] == 1.0 for e in evals)
+    line = json.loads((out / "evals" / "step-2.jsonl").read_text().splitlines()[0])
+    assert [m["role"] for m in line["transcript"]] == ["assistant", "tool", "assistant"]
+    assert line["transcript"][1]["content"] == line["answer"]
 
 
 @pytest.mark.slow
@@ -251,3 +262,25 @@ def test_tools_on_the_vllm_engine_train_through_trls_loop(tmp_path, monkeypatch)
     # the sync check's probe came from engine.generate's first rollout, and the check passed after step 1
     assert rollout["engine"] == "vllm" and rollout["sync_check"]["checks"] == 1
     assert rollout["sync_check"]["probe_tokens"] > 0
+
+
+def test_transcripts_with_any_call_arguments_fit_trls_completions_table(tmp_path):
+    """The model writes any JSON as arguments; TRL's log_completions parquet crashed a run on such a mix."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from rlft.training.grpo_trainer import parquet_safe
+
+    def called(arguments):
+        return [{"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "calculator", "arguments": arguments}}]},
+            {"role": "tool", "name": "calculator", "content": "6"}, {"role": "assistant", "content": "6"}]
+
+    rows = [called({"expression": "2*3"}), called("2*3"), called([1, 2]), called({"expression": 6}),
+            [{"role": "assistant", "content": "6"}]]
+    with pytest.raises(pa.ArrowInvalid):
+        pd.DataFrame({"completion": rows}).to_parquet(tmp_path / "raw.parquet")
+    pd.DataFrame({"completion": [parquet_safe(r) for r in rows]}).to_parquet(tmp_path / "safe.parquet")
+    back = pd.read_parquet(tmp_path / "safe.parquet")["completion"]
+    arguments = [t[0]["tool_calls"][0]["function"]["arguments"] for t in back[:4]]
+    assert [json.loads(a) for a in arguments] == [{"expression": "2*3"}, "2*3", [1, 2], {"expression": 6}]

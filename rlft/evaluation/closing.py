@@ -54,20 +54,16 @@ def before_after(
     columns = {c: list(rows[c]) for c in rows.column_names}
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "chat_template_kwargs": chat_template_kwargs}
     transcripts: dict[str, list] = {}
-    environments: dict[str, list] = {}
+    extra: dict[str, dict] = {}  # per model: the columns its answers are scored with besides the rows' own
 
     def answers(which: str, m: Any) -> list[str]:
         if tools is None:
             return hf_completions(m, tokenizer, prompts, **kwargs)
-        from rlft.evaluation.tool_loop import start_episodes, tool_answers
+        from rlft.evaluation.tool_loop import answers_with_tools
 
-        asked, own = prompts, None
-        if tools[2] is not None:  # a fresh episode per prompt, for each model
-            rows_ = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-            asked, environments[which], own = start_episodes(prompts, rows_, tools[0], tools[2])
-        out, transcripts[which] = tool_answers(lambda texts: hf_completions(m, tokenizer, texts, **kwargs),
-                                               tokenizer, asked, tools[0], tools[1], chat_template_kwargs,
-                                               prompt_tools=own)
+        out, transcripts[which], extra[which] = answers_with_tools(
+            lambda texts: hf_completions(m, tokenizer, texts, **kwargs), tokenizer, prompts, columns, tools,
+            chat_template_kwargs)
         return out
 
     if base_model is not None:
@@ -78,9 +74,7 @@ def before_after(
     else:
         raise ValueError("full fine-tuning: pass base_model to compare against")
     after = answers("trained", model)
-    scored = {name: score_outputs(out, prompts, {**columns, **({"environments": environments[name]}
-                                                               if name in environments else {})},
-                                  reward_funcs, tokenizer)
+    scored = {name: score_outputs(out, prompts, {**columns, **extra.get(name, {})}, reward_funcs, tokenizer)
               for name, out in (("base", before), ("trained", after))}
     table = table_rows(scored)
     gold = [str(a) for a in columns.get("answer", [None] * len(prompts))]
@@ -148,10 +142,21 @@ def closing_text(manifest: dict[str, Any], output_dir: str) -> str:
         lines.append(line)
     table = results.get("table") or []
     if table and "tool_use" in table[0]:
-        lines.append("with tools: " + ", ".join(f"{r['model']} called one in {r['tool_use']:.0%} of its answers "
-                                                 f"({r['turns']:.2f} turns)" for r in table))
+        lines.append(tool_use_line(table))
     lines.extend(during_training_lines(results.get("eval_during_training")))
     return "\n".join([*lines, f"saved to {output_dir}"])
+
+
+def tool_use_line(rows: list[dict[str, Any]]) -> str:
+    """How often each model called a tool, and its model turns per answer.
+
+    Example:
+        >>> tool_use_line([{"model": "base", "tool_use": 0.0, "turns": 1.0}, {"model": "sft", "tool_use": 0.5,
+        ...                "turns": 1.5}])
+        'with tools: base called one in 0% of its answers (1.00 turns), sft called one in 50% of its answers (1.50 turns)'
+    """
+    return "with tools: " + ", ".join(f"{r['model']} called one in {r['tool_use']:.0%} of its answers "
+                                      f"({r['turns']:.2f} turns)" for r in rows)
 
 
 def during_training_lines(during: dict[str, Any] | None) -> list[str]:

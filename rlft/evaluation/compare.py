@@ -45,6 +45,10 @@ class EvalRunArguments:
     pass_k_samples: int = field(default=0, metadata={"help": "n samples per prompt for pass@k (0: off)."})
     pass_k: list[int] = field(default_factory=lambda: [1], metadata={"help": "k values for pass@k."})
     pass_k_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature for pass@k."})
+    paired_previous: bool = field(
+        default=False, metadata={"help": "Also each model's paired change against the model listed before it "
+                                         "(base, SFT, GRPO: what each stage added), with its interval."},
+    )
     bootstrap_resamples: int = field(default=2000, metadata={"help": "Resamples for the 95% intervals."})
     seed: int = field(default=42, metadata={"help": "Seed for data, sampling and the bootstrap."})
     vllm_gpu_memory_utilization: float = field(default=0.2, metadata={"help": "vLLM memory share (RAM on CPU)."})
@@ -138,9 +142,25 @@ def _text(prompt: Any) -> str:
     return prompt if isinstance(prompt, str) else prompt[-1]["content"]
 
 
+def _answers(gen: Any, tokenizer: Any, prompts: list, columns: dict, general: list[dict], tools: Any,
+             args: Any) -> tuple[dict[str, Any], list[str]]:
+    """Greedy answers: to the task (``outputs``; with tools also ``transcripts`` and the scoring columns they
+    add, ``extra``) and to the general suite (always without tools)."""
+    asked = [g["prompt"] for g in general]
+    if tools is None:  # one call for both, so batches are as they always were
+        outs = gen.generate(prompts + asked)
+        return {"outputs": outs[:len(prompts)], "extra": {}}, outs[len(prompts):]
+    from rlft.evaluation.tool_loop import answers_with_tools
+
+    out, transcripts, extra = answers_with_tools(gen.generate, tokenizer, prompts, columns, tools,
+                                                 args.chat_template_kwargs)
+    return {"outputs": out, "transcripts": transcripts, "extra": extra}, gen.generate(asked) if asked else []
+
+
 def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict], eval_args: Any, args: Any,
-                reward_funcs: list, tokenizer: Any) -> tuple[dict[str, dict], str]:
-    """Every model's outputs and per-prompt scores (one engine for all of them)."""
+                reward_funcs: list, tokenizer: Any, tools: Any = None) -> tuple[dict[str, dict], str]:
+    """Every model's outputs and per-prompt scores (one engine for all of them); with ``tools``
+    the task prompts are answered through the tool loop, the general suite without."""
     from rlft.core import models
     from rlft.core.accelerator import generation_device
     from rlft.evaluation import suite
@@ -160,9 +180,9 @@ def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict],
         for name in names:
             logger.info("evaluating %s", name)
             gen.load(models.load_model(base_dir if name == "base" else name, dtype, device=generation_device()))
-            outs = gen.generate(prompts + [g["prompt"] for g in general])
-            task_out, general_out = outs[:len(prompts)], outs[len(prompts):]
-            result = {"outputs": task_out, **score_outputs(task_out, prompts, columns, reward_funcs, tokenizer),
+            task, general_out = _answers(gen, tokenizer, prompts, columns, general, tools, args)
+            result = {**task, **score_outputs(task["outputs"], prompts, {**columns, **task.pop("extra")},
+                                              reward_funcs, tokenizer),
                       "general_out": general_out,
                       "general_pass": [suite.check(item, o) for item, o in zip(general, general_out)]}
             if args.pass_k_samples:
@@ -208,10 +228,14 @@ def _rows(names: list[str], per_model: dict[str, dict], general: list[dict], arg
     from rlft.evaluation.scoring import table_rows
 
     rows = table_rows({n: per_model[n] for n in names}, base="base" if "base" in per_model else None,
-                      resamples=args.bootstrap_resamples, seed=args.seed)
+                      resamples=args.bootstrap_resamples, seed=args.seed, previous=args.paired_previous)
     for row in rows:
         m = per_model[row["model"]]
         row.update(m.get("pass_at_k", {}))
+        if "transcripts" in m:
+            from rlft.evaluation.tool_loop import tool_use_figures
+
+            row.update(tool_use_figures(m["transcripts"]))
         if general:
             row["general"] = sum(m["general_pass"]) / len(general)
     if args.sweep:  # the best checkpoint is often not the last
@@ -225,7 +249,9 @@ def _samples(names: list[str], per_model: dict[str, dict], prompts: list, answer
     for i, (prompt, answer) in enumerate(zip(prompts, answers)):
         outputs = {n: {"text": per_model[n]["outputs"][i], "score": per_model[n]["scores"][i],
                        "marked": per_model[n]["marked"][i],
-                       "rewards": {r: v[i] for r, v in per_model[n]["rewards"].items()}} for n in names}
+                       "rewards": {r: v[i] for r, v in per_model[n]["rewards"].items()},
+                       **({"transcript": per_model[n]["transcripts"][i]} if "transcripts" in per_model[n] else {})}
+                   for n in names}
         lines.append({"id": f"task-{i:04d}", "set": "task", "prompt": _text(prompt), "answer": answer,
                       "outputs": outputs})
     for i, item in enumerate(general):
@@ -237,8 +263,15 @@ def _samples(names: list[str], per_model: dict[str, dict], prompts: list, answer
 
 
 def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: Any, reward_funcs: list,
-             recipe: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate ``names`` on ``test`` (+ the general suite); write the report into ``args.output_dir``."""
+             recipe: dict[str, Any], tools: tuple[list, int, Any] | None = None,
+             tokenizer: Any = None) -> dict[str, Any]:
+    """Evaluate ``names`` on ``test`` (+ the general suite); write the report into ``args.output_dir``.
+
+    With ``tools`` (``(tools, max_turns, episode or None)``,
+    :func:`rlft.tools.environments.tool_setup`) every model answers the task
+    through the tool loop; ``tokenizer`` (default: the base's) must then
+    render tools (:func:`rlft.tools.chat.enable_tool_calls`).
+    """
     from rlft.core import models
     from rlft.core.files import write_atomic
     from rlft.core.run_dir import RunArguments, claim_output_dir
@@ -246,10 +279,10 @@ def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: A
     from rlft.evaluation.report import format_table, write_reports
 
     out = Path(args.output_dir)
-    tokenizer = models.load_tokenizer(base_dir)
+    tokenizer = tokenizer or models.load_tokenizer(base_dir)
     general = suite.rows() if args.general_suite else []
     prompts, answers = list(test["prompt"]), [str(a) for a in test["answer"]]
-    per_model, engine = _run_models(names, base_dir, test, general, eval_args, args, reward_funcs, tokenizer)
+    per_model, engine = _run_models(names, base_dir, test, general, eval_args, args, reward_funcs, tokenizer, tools)
     rows = _rows(names, per_model, general, args)
     by_category = {n: general_by_category(general, per_model[n]["general_pass"]) for n in names} if general else {}
 
@@ -265,6 +298,11 @@ def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: A
                        f"models: {', '.join(names)}",
             "engine": engine, "base_model": base_dir, "recipe": recipe}
     write_reports(out, rows, by_category, histories, meta)
-    results = {"models": rows, "general": by_category, "engine": engine, "table": format_table(rows)}
+    table = format_table(rows)
+    if tools is not None:
+        from rlft.evaluation.closing import tool_use_line
+
+        table += "\n" + tool_use_line(rows)
+    results = {"models": rows, "general": by_category, "engine": engine, "table": table}
     write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results

@@ -51,17 +51,25 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """
     width = max([5] + [len(_label(r["model"])) for r in rows])
     metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
-    header = f"{'model':<{width}} {metric:>8}   {'95% CI':<13} {'vs base':<22} {'marked':>6} {'tokens':>7} {'n':>5}"
+    previous = any("prev_diff" in r for r in rows)  # rlft eval's paired_previous
+    header = f"{'model':<{width}} {metric:>8}   {'95% CI':<13} {'vs base':<22} " + \
+        (f"{'vs previous':<22} " if previous else "") + f"{'marked':>6} {'tokens':>7} {'n':>5}"
     lines = [header]
     for r in rows:
         ci = "-" if r.get("low") is None else f"[{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
-        vs = "-" if r.get("diff") is None else (
-            f"{100 * r['diff']:+.1f} [{100 * r['diff_low']:+.1f}, {100 * r['diff_high']:+.1f}]")
+        vs = _change(r, "diff", "diff_low", "diff_high")
+        prev = f"{_change(r, 'prev_diff', 'prev_low', 'prev_high'):<22} " if previous else ""
         best = " *" if r.get("best") else ""
         tokens = "-" if r.get("mean_tokens") is None else f"{r['mean_tokens']:.1f}"
-        lines.append(f"{_label(r['model']):<{width}} {_pct(r['accuracy']):>8}   {ci:<13} {vs:<22} "
+        lines.append(f"{_label(r['model']):<{width}} {_pct(r['accuracy']):>8}   {ci:<13} {vs:<22} {prev}"
                      f"{_pct(r.get('marked')):>6} {tokens:>7} {r['n']:>5}{best}")
     return "\n".join(lines)
+
+
+def _change(row: dict[str, Any], diff: str, low: str, high: str) -> str:
+    if row.get(diff) is None:
+        return "-"
+    return f"{100 * row[diff]:+.1f} [{100 * row[low]:+.1f}, {100 * row[high]:+.1f}]"
 
 
 def png_bytes(fig: Any) -> bytes:

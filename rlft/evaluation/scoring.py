@@ -94,8 +94,11 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def table_rows(scored: dict[str, dict[str, Any]], base: str | None = "base", resamples: int = 2000,
-               seed: int = 0) -> list[dict[str, Any]]:
+               seed: int = 0, previous: bool = False) -> list[dict[str, Any]]:
     """One row per model (in ``scored``'s order): headline mean with its interval, paired change vs ``base``.
+
+    ``previous=True`` adds each model's paired change against the model
+    before it (``prev``, ``prev_diff``, ``prev_low``, ``prev_high``).
 
     Only prompts every model could be scored on count (a ``None`` anywhere
     leaves that prompt out for all), so the models are compared on the same
@@ -134,5 +137,9 @@ def table_rows(scored: dict[str, dict[str, Any]], base: str | None = "base", res
         if base is not None and name != base and base in scored and scores:
             diff = paired_bootstrap([scored[base]["scores"][i] for i in keep], scores, resamples, seed)
             row.update(diff=diff["diff"], diff_low=diff["low"], diff_high=diff["high"])
+        if previous and rows and scores:
+            before = rows[-1]["model"]
+            diff = paired_bootstrap([scored[before]["scores"][i] for i in keep], scores, resamples, seed)
+            row.update(prev=before, prev_diff=diff["diff"], prev_low=diff["low"], prev_high=diff["high"])
         rows.append(row)
     return rows

@@ -94,6 +94,40 @@ def start_episodes(prompts: Sequence[Any], rows: Sequence[dict[str, Any]], tools
     return out_prompts, envs, own
 
 
+def answers_with_tools(complete: Callable[[list[str]], list[str]], tokenizer: Any, prompts: Sequence[Any],
+                       columns: dict[str, list], tools: tuple[list, int, Any],
+                       chat_template_kwargs: dict | None = None) -> tuple[list[str], list[list[dict]], dict]:
+    """Greedy answers through the tool loop, for any evaluation (closing check, during training, ``rlft eval``).
+
+    ``tools`` is ``(tool functions, max_turns, episode(row) or None)``; with
+    an environment's ``episode``, each prompt is played in a fresh episode
+    started from its row (``columns`` are the rows' columns). Returns the
+    answers, their transcripts and the columns to add for scoring
+    (``{"environments": [...]}`` with an environment, for its reward; else ``{}``).
+
+    Example (a scripted "model" that calls the calculator once):
+        >>> from rlft.core.models import load_tokenizer
+        >>> from rlft.tools import calculator
+        >>> from rlft.tools.chat import enable_tool_calls
+        >>> tok = enable_tool_calls(load_tokenizer("bundled:smollm2-135m-instruct"), "bundled")
+        >>> def complete(texts):
+        ...     return ['<tool_call>\n{"name": "calculator", "arguments": {"expression": "2*3"}}\n</tool_call>'
+        ...             if "<tool_response>" not in t else "6" for t in texts]
+        >>> out, transcripts, extra = answers_with_tools(complete, tok, [[{"role": "user", "content": "2*3?"}]],
+        ...                                               {"answer": ["6"]}, ([calculator], 3, None))
+        >>> out, tool_use_figures(transcripts), extra
+        (['6'], {'tool_use': 1.0, 'turns': 2.0}, {})
+    """
+    functions, max_turns, episode = tools
+    asked, own, extra = list(prompts), None, {}
+    if episode is not None:  # a fresh episode per prompt
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        asked, extra["environments"], own = start_episodes(asked, rows, functions, episode)
+    out, transcripts = tool_answers(complete, tokenizer, asked, functions, max_turns, chat_template_kwargs,
+                                    prompt_tools=own)
+    return out, transcripts, extra
+
+
 def _run(call: dict[str, Any], by_name: dict[str, Callable[..., Any]]) -> dict[str, Any]:
     function = call.get("function", call)
     name = function.get("name", "unknown")

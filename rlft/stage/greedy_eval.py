@@ -24,6 +24,10 @@ transformers' own machinery does the rest, driven by rlft's keys:
 With a vLLM rollout engine (GRPO), the engine is synced to the policy and
 generates the answers (the sync the next step would have made anyway), so an
 evaluation costs generation only; otherwise transformers ``generate`` does.
+A stage with tools answers through the same tool loop as its closing check
+(:func:`rlft.evaluation.tool_loop.answers_with_tools`, a fresh episode per
+prompt with an environment) and also logs ``eval_tool_use`` (the share of
+answers that called a tool) and ``eval_turns``.
 
 Example:
     >>> metric_key("eval/accuracy"), greater_is_better("eval/loss")
@@ -114,18 +118,32 @@ class EvalPlan:
     max_new_tokens: int
     batch_size: int
     chat_template_kwargs: dict | None = None
+    tools: tuple[list, int, Any] | None = None  # (tools, max_turns, episode or None): answer through the tool loop
 
     def metrics(self) -> list[str]:
         """The metric names an evaluation logs (what ``keep_best`` may name)."""
         names = [getattr(f, "__name__", "reward") for f in self.reward_funcs]
-        return [PREFIX + n for n in (*names, "marked", "tokens")]
+        return [PREFIX + n for n in (*names, "marked", "tokens", *(("tool_use", "turns") if self.tools else ()))]
+
+    def answers(self, complete: Any) -> tuple[list[str], list | None, dict]:
+        """Greedy answers from ``complete(texts or prompts)``: ``(answers, transcripts or None, extra columns)``."""
+        prompts = list(self.rows["prompt"])
+        if self.tools is None:
+            return complete(prompts), None, {}
+        from rlft.evaluation.tool_loop import answers_with_tools
+
+        columns = {c: list(self.rows[c]) for c in self.rows.column_names}
+        return answers_with_tools(complete, self.tokenizer, prompts, columns, self.tools, self.chat_template_kwargs)
 
 
-def scored_outputs(outputs: list[str], plan: EvalPlan) -> dict[str, Any]:
-    """``outputs`` scored by the plan's rewards (:func:`rlft.evaluation.scoring.score_outputs`)."""
+def scored_outputs(outputs: list[str], plan: EvalPlan, extra: dict | None = None) -> dict[str, Any]:
+    """``outputs`` scored by the plan's rewards (:func:`rlft.evaluation.scoring.score_outputs`).
+
+    ``extra`` adds columns (an environment's episodes, for its reward).
+    """
     prompts = list(plan.rows["prompt"])
     columns = {c: list(plan.rows[c]) for c in plan.rows.column_names}
-    return score_outputs(outputs, prompts, columns, plan.reward_funcs, plan.tokenizer)
+    return score_outputs(outputs, prompts, {**columns, **(extra or {})}, plan.reward_funcs, plan.tokenizer)
 
 
 def eval_figures(scored: dict[str, Any]) -> dict[str, float]:
@@ -153,8 +171,10 @@ def eval_figures(scored: dict[str, Any]) -> dict[str, float]:
     return figures
 
 
-def write_samples(path: Path, plan: EvalPlan, outputs: list[str], scored: dict[str, Any]) -> None:
-    """One evaluation's answers, a JSON line per prompt: prompt, gold answer, output, each reward's score."""
+def write_samples(path: Path, plan: EvalPlan, outputs: list[str], scored: dict[str, Any],
+                  transcripts: list | None = None) -> None:
+    """One evaluation's answers, a JSON line per prompt: prompt, gold answer, output, each reward's score
+    (and with tools the whole transcript)."""
     import json
 
     from rlft.core.files import write_atomic
@@ -162,7 +182,10 @@ def write_samples(path: Path, plan: EvalPlan, outputs: list[str], scored: dict[s
     lines = []
     for i, (prompt, answer, output) in enumerate(zip(plan.rows["prompt"], plan.rows["answer"], outputs, strict=True)):
         scores = {name: values[i] for name, values in scored["rewards"].items()}
-        lines.append(json.dumps({"prompt": prompt, "answer": answer, "output": output, "scores": scores}) + "\n")
+        line = {"prompt": prompt, "answer": answer, "output": output, "scores": scores}
+        if transcripts is not None:
+            line["transcript"] = transcripts[i]
+        lines.append(json.dumps(line) + "\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, "".join(lines))
 
@@ -184,25 +207,21 @@ class GreedyEvaluation:
         if plan is None:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # type: ignore[misc]
         began = time.perf_counter()
-        prompts = list(plan.rows["prompt"])
         model = self.model  # type: ignore[attr-defined]
         was_training = model.training
         model.eval()  # also makes TRL's log() take its (empty) eval metrics, not the pending training ones
         try:
-            outputs = None
-            via_engine = getattr(self, "engine_completions", None)
-            if via_engine is not None:
-                outputs = via_engine(prompts, plan.max_new_tokens)
-            if outputs is None:
-                policy = self.accelerator.unwrap_model(model)  # type: ignore[attr-defined]
-                outputs = hf_completions(policy, plan.tokenizer, prompts, max_new_tokens=plan.max_new_tokens,
-                                         batch_size=plan.batch_size, chat_template_kwargs=plan.chat_template_kwargs)
-            scored = scored_outputs(outputs, plan)
+            outputs, transcripts, extra = plan.answers(self._greedy_completions)
+            scored = scored_outputs(outputs, plan, extra)
             metrics = eval_figures(scored)
+            if transcripts is not None:
+                from rlft.evaluation.tool_loop import tool_use_figures
+
+                metrics.update({metric_key(PREFIX + k): v for k, v in tool_use_figures(transcripts).items()})
             if self.args.should_save:  # type: ignore[attr-defined]
                 step = self.state.global_step  # type: ignore[attr-defined]
                 write_samples(Path(self.args.output_dir) / "evals" / f"step-{step}.jsonl",  # type: ignore
-                              plan, outputs, scored)
+                              plan, outputs, scored, transcripts)
             seconds = time.perf_counter() - began
             metrics["eval_seconds"] = round(seconds, 3)
             self.eval_seconds.append(seconds)
@@ -214,6 +233,17 @@ class GreedyEvaluation:
         )
         return metrics
 
+    def _greedy_completions(self, prompts: list) -> list[str]:
+        """Greedy completions by the current policy: the rollout engine's when it has one, else ``generate``."""
+        plan = self._eval_plan
+        via_engine = getattr(self, "engine_completions", None)
+        outputs = via_engine(prompts, plan.max_new_tokens) if via_engine is not None else None
+        if outputs is None:
+            policy = self.accelerator.unwrap_model(self.model)  # type: ignore[attr-defined]
+            outputs = hf_completions(policy, plan.tokenizer, prompts, max_new_tokens=plan.max_new_tokens,
+                                     batch_size=plan.batch_size, chat_template_kwargs=plan.chat_template_kwargs)
+        return outputs
+
     def _determine_best_metric(self, metrics: dict[str, float], trial: Any) -> bool:
         is_new_best = super()._determine_best_metric(metrics, trial)  # type: ignore[misc]
         if is_new_best and self._eval_plan is not None:
@@ -221,7 +251,8 @@ class GreedyEvaluation:
         return is_new_best
 
 
-def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg: Any) -> None:
+def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg: Any,
+               tools: tuple[list, int, Any] | None = None) -> None:
     """Refuse, in one line, an evaluation during training that cannot run on this data, rewards or saving."""
     if not during.eval_steps:
         return
@@ -233,14 +264,14 @@ def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg
         raise UserError("eval_steps needs an 'answer' column in the test split to score the answers; "
                         f"it has {', '.join(test.column_names)}")
     if during.keep_best:
-        names = EvalPlan(test, reward_funcs, None, 1, 1).metrics()
+        names = EvalPlan(test, reward_funcs, None, 1, 1, tools=tools).metrics()
         if during.keep_best not in names:
             raise UserError(f"keep_best: {during.keep_best} is not logged by this run's evaluation; "
                             f"choose one of {', '.join(names)}")
 
 
 def attach(trainer: Any, during: TrainingEvalArguments, eval_args: Any, test: Any, reward_funcs: list,
-           tokenizer: Any, chat_template_kwargs: dict | None) -> None:
+           tokenizer: Any, chat_template_kwargs: dict | None, tools: tuple[list, int, Any] | None = None) -> None:
     """Turn on evaluation during training (``eval_steps``) and the best checkpoint (``keep_best``) for ``trainer``.
 
     ``trainer`` must have :class:`GreedyEvaluation` among its bases
@@ -256,10 +287,10 @@ def attach(trainer: Any, during: TrainingEvalArguments, eval_args: Any, test: An
     trainer.eval_seconds = []
     if not during.eval_steps:
         return
-    check_plan(during, test, reward_funcs, trainer.args)
+    check_plan(during, test, reward_funcs, trainer.args, tools)
     rows = test.select(range(min(eval_args.eval_samples, len(test))))
     trainer._eval_plan = EvalPlan(rows, reward_funcs, tokenizer, eval_args.eval_max_new_tokens,
-                                  eval_args.eval_batch_size, chat_template_kwargs)
+                                  eval_args.eval_batch_size, chat_template_kwargs, tools)
     cfg = trainer.args
     cfg.eval_strategy = IntervalStrategy.STEPS
     cfg.eval_steps = during.eval_steps

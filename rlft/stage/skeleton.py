@@ -179,7 +179,7 @@ class TrainingStage:
         self.check_data(args, splits)
         during = args.get(greedy_eval.TrainingEvalArguments)
         scoring = self.scoring_rewards(args) if args.eval.eval_before_after or during.eval_steps else []
-        greedy_eval.check_plan(during, splits["test"], scoring, cfg)
+        greedy_eval.check_plan(during, splits["test"], scoring, cfg, self.eval_tools(args))
         tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
         input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
         model = models.load_model(args.model.model_name_or_path, args.model.dtype, options=options)  # adapters merged
@@ -188,7 +188,7 @@ class TrainingStage:
         try:
             trainer = self.build_trainer(args, splits, tokenizer, model)
             greedy_eval.attach(trainer, during, args.eval, splits["test"], scoring, tokenizer,
-                               args.model.chat_template_kwargs)
+                               args.model.chat_template_kwargs, self.eval_tools(args))
             record.begin(trainer, splits["train"])
             record.train()
             trainer.save_model(cfg.output_dir)  # with final_model: best, the best checkpoint's weights

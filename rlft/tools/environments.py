@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlft.core.errors import UserError
-from rlft.tools.loading import ToolStats, check_schema, import_object, timed
+from rlft.tools.loading import ToolStats, check_schema, import_object, load_tools, timed
 
 NOT_TOOLS = ("reset", "get_reward")
 
@@ -119,3 +119,24 @@ def episode(env_class: type, row: dict[str, Any]) -> tuple[Any, str | None, list
 def environment_tools(env: Any) -> list[Callable[..., Any]]:
     """The bound tool methods of one environment instance (what the model may call in its episode)."""
     return [getattr(env, name) for name in tool_names(type(env))]
+
+
+def tool_setup(tool_args: Any, row: dict[str, Any]) -> tuple[list, int, Any] | None:
+    """The recipe's tools for an evaluation: ``(tools, max_turns, episode(row) or None)``, or ``None`` without.
+
+    The same loading and checks as GRPO's (:func:`rlft.tools.loading.load_tools`,
+    :func:`load_environment`), the environment started on ``row``.
+
+    Example:
+        >>> from rlft.tools.loading import ToolArguments
+        >>> tools, turns, play = tool_setup(ToolArguments(tools=["rlft.tools:calculator"], max_turns=3), {})
+        >>> [t.__name__ for t in tools], turns, play
+        (['calculator'], 3, None)
+    """
+    if not (tool_args.tools or tool_args.environment):
+        return None
+    stats = ToolStats()
+    tools = load_tools(tool_args.tools, tool_args.tool_timeout, stats)
+    env = load_environment(tool_args.environment, tool_args.tool_timeout, stats, row) if tool_args.environment \
+        else None
+    return tools, tool_args.max_turns, functools.partial(episode, env) if env else None
