@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-docs lint clean
+.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft demo-tools pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-docs lint clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ demo: setup
 # SFT -> pairs -> DPO -> GRPO, then base/SFT/DPO/GRPO evaluated side by side (~45 min on 2 cores).
 pipeline: setup
 	$(VENV)/bin/rlft pipeline recipes/pipeline.yaml
+
+# The bundled model learns to use a calculator: SFT warm-start -> GRPO with the tool -> base/SFT/GRPO with the tool.
+demo-tools: setup
+	$(VENV)/bin/rlft pipeline recipes/tools/pipeline.yaml --overwrite
 
 demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite

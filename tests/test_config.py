@@ -147,7 +147,8 @@ def test_every_recipe_parses_into_its_dataclasses(recipe):
 def test_there_are_recipes():
     names = {str(r.relative_to(REPO / "recipes")) for r in RECIPES}
     assert {"sft.yaml", "math.yaml", "pairs.yaml", "dpo.yaml", "orpo.yaml", "pipeline.yaml",
-            "gpu/qwen2.5-0.5b-gsm8k.yaml", "gpu/qwen2.5-1.5b-gsm8k.yaml"} <= names
+            "gpu/qwen2.5-0.5b-gsm8k.yaml", "gpu/qwen2.5-1.5b-gsm8k.yaml", "tools/sft.yaml", "tools/grpo.yaml",
+            "tools/eval.yaml", "tools/pipeline.yaml"} <= names
 
 
 # The same errors end-to-end, through the three ways of starting a stage.
