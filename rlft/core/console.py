@@ -89,9 +89,11 @@ def configure(verbose: bool = False) -> None:
         handler.rlft_console = True
         root.addHandler(handler)
     if not verbose:
+        import datasets
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # "Loading weights" on every model load
+        datasets.disable_progress_bars()  # "Map", "Tokenizing train dataset": each stage's data preparation
 
 
 def open_run_log(output_dir: str | Path, resume: bool = False) -> Path:
