@@ -50,6 +50,38 @@ def reward_counters(funcs: Iterable[Any]) -> dict[str, int]:
     return out
 
 
+def parquet_safe(transcript: Any) -> Any:
+    """A tool-use transcript whose tool calls hold their arguments as JSON text (for TRL's completions table).
+
+    The model writes any JSON as a call's ``arguments`` (an object, a string,
+    a list), which TRL keeps as parsed; pyarrow cannot put such mixed values
+    in one parquet column, so TRL's ``log_completions`` table would crash the
+    run. Names become strings for the same reason.
+
+    Example:
+        >>> parquet_safe([{"role": "assistant", "content": "", "tool_calls": [
+        ...     {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "2*3"}}}]}])
+        [{'role': 'assistant', 'content': '', 'tool_calls': [{'type': 'function', 'function': {'name': 'calculator', 'arguments': '{"expression": "2*3"}'}}]}]
+    """
+    if not isinstance(transcript, list):
+        return transcript
+    out = []
+    for message in transcript:
+        calls = message.get("tool_calls")
+        if calls:
+            message = {**message, "tool_calls": [_text_call(call) for call in calls]}
+        out.append(message)
+    return out
+
+
+def _text_call(call: Any) -> dict[str, Any]:
+    import json
+
+    function = call.get("function", call) if isinstance(call, dict) else {}
+    arguments = function.get("arguments")
+    return {"type": "function", "function": {"name": str(function.get("name")), "arguments": json.dumps(arguments)}}
+
+
 class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSampling, GRPOTrainer):
     """``GRPOTrainer`` with rlft's rollout engine wired in and reward counters in its logs.
 
@@ -147,6 +179,10 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
             if self.log_completions and self.accelerator.is_main_process:
                 # TRL makes this folder in __init__; ``--overwrite`` empties the output dir after that
                 os.makedirs(os.path.join(self.args.output_dir, "completions"), exist_ok=True)
+                if self.tools or self.environment_factories is not None:
+                    completions = self._logs["completion"]
+                    self._logs["completion"] = type(completions)(map(parquet_safe, completions),
+                                                                 maxlen=completions.maxlen)
         table = self.log_completions
         self.log_completions = table and self.model.training  # an eval log (greedy_eval) repeats no table
         try:
