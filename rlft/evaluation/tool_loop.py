@@ -111,7 +111,7 @@ def answers_with_tools(complete: Callable[[list[str]], list[str]], tokenizer: An
         >>> from rlft.tools.chat import enable_tool_calls
         >>> tok = enable_tool_calls(load_tokenizer("bundled:smollm2-135m-instruct"), "bundled")
         >>> def complete(texts):
-        ...     return ['<tool_call>\n{"name": "calculator", "arguments": {"expression": "2*3"}}\n</tool_call>'
+        ...     return ['<tool_call>\\n{"name": "calculator", "arguments": {"expression": "2*3"}}\\n</tool_call>'
         ...             if "<tool_response>" not in t else "6" for t in texts]
         >>> out, transcripts, extra = answers_with_tools(complete, tok, [[{"role": "user", "content": "2*3?"}]],
         ...                                               {"answer": ["6"]}, ([calculator], 3, None))
