@@ -63,14 +63,14 @@ def test_sweep_marks_the_best_checkpoint_not_the_last():
                         "general_pass": []}
                  for name, scores in (("base", [0, 0, 0, 0]), ("run/checkpoint-1", [1, 0, 0, 0]),
                                       ("run/checkpoint-2", [1, 1, 1, 0]), ("run", [1, 1, 0, 0]))}
-    args = SimpleNamespace(bootstrap_resamples=200, seed=0, sweep="run")
+    args = SimpleNamespace(bootstrap_resamples=200, seed=0, sweep="run", paired_previous=False)
     rows = _rows(list(per_model), per_model, [], args)
     assert [r["model"] for r in rows if r.get("best")] == ["run/checkpoint-2"]
     assert rows[2]["diff"] == pytest.approx(0.75)
 
 
 def test_models_list_on_the_command_line(tmp_path):
-    (_, _, _, args), _ = rlft_eval.parse(["recipes/eval_math.yaml", "--models", "base", "runs/a", "runs/b",
+    (_, _, _, _, args), _ = rlft_eval.parse(["recipes/eval_math.yaml", "--models", "base", "runs/a", "runs/b",
                                           "--output_dir", str(tmp_path)])
     assert args.models == ["base", "runs/a", "runs/b"]
 
