@@ -142,7 +142,7 @@ def _colocate(args: Any) -> bool:
 
 
 def _tools(args: Any) -> bool:
-    # the tool group by its fields (stage may not import rlft.tools): GRPO's ToolArguments
+    # the tool group by its fields (stage may not import rlft.tools): GRPO's and SFT's ToolArguments
     return any(getattr(p, "max_turns", None) is not None and (getattr(p, "tools", None) or getattr(p, "environment",
                None)) for p in args.parts)
 
