@@ -76,3 +76,41 @@ def test_the_refusal_table_puts_the_baseline_beside_now():
                                 "before": side(5.8, 2)})
     assert "| unknown key | 5.8 s, 2 lines, exit 2 | 0.3 s, 1 line, exit 2 | `error: unknown recipe key 'x'` |" in table
     assert "baseline `4c76848`" in table and "Median of 3 fresh processes" in table
+
+
+def test_the_rollout_table_gives_each_engine_its_speed_and_ratio_to_hf():
+    def row(engine, speed, sync):
+        return {"engine": engine, "tokens_per_s": speed, "round_s_mean": 10.0, "sync_s_mean": sync,
+                "engine_start_s": 0.0 if engine == "hf" else 20.5}
+
+    result = {"machine": MACHINE, "setup": {"recipe": "recipes/math.yaml", "prompts": 32, "per_round": 8,
+                                            "generations": 8, "max_tokens": 64, "model": "tiny (float32)"},
+              "results": [row("hf", 80.0, 0.0), row("vllm-merged", 180.0, 0.7)],
+              "speedup_vs_hf": {"vllm-merged": 2.25}}
+    table = docs.rollout_table(result)
+    assert "| HF generate | 80.0 | 1.00x | 10.0 s | 0.0 s | 0.0 s |" in table
+    assert "| vLLM, merged reload | 180.0 | **2.25x** | 10.0 s | 0.7 s | 20.5 s |" in table
+    assert "in rounds of 8 prompts with one sync each" in table
+
+
+def test_the_step_table_states_each_side_against_stock_trl():
+    def row(side, step, mem, skipped):
+        return {"side": side, "median_step_s": step, "peak_mem_mib": mem, "rows_skipped_mean": skipped, "wall_s": 99.0}
+
+    result = {"machine": MACHINE, "setup": {"recipe": "recipes/math.yaml", "steps": 6},
+              "results": [row("stock-trl", 60.0, 10000, None), row("rlft-vllm-merged", 15.0, 12000, 0.75)],
+              "step_time_vs_stock_trl": {"rlft-vllm-merged": 0.25}, "peak_mem_vs_stock_trl": {"rlft-vllm-merged": 1.2}}
+    table = docs.step_table(result)
+    assert "| stock TRL `GRPOTrainer` (transformers generate) | 60.0 s | - | 10000 MiB | - | - | 99.0 s |" in table
+    assert "| 15.0 s | **0.25x** | 12000 MiB | 1.2x | 75 % | 99.0 s |" in table
+
+
+def test_the_buckets_table_and_a_missing_result_name_the_make_target():
+    result = {"machine": MACHINE, "setup": {"run": "runs/math", "recipe": "recipes/math.yaml", "steps": 30},
+              "seconds": {"one-pass": 600.0, "buckets": 360.0}, "tokens": {"one-pass": 1000, "buckets": 700},
+              "time_vs_one_pass": 0.6, "tokens_vs_one_pass": 0.7}
+    table = docs.buckets_table(result)
+    assert "| length buckets | 700 (0.7x) | 360.0 s (**0.6x**) |" in table and "the 30 steps of `runs/math`" in table
+    makefile = (REPO / "Makefile").read_text()
+    for name in ("grpo_step", "length_buckets", "rollout"):  # the placeholder names a target that exists
+        assert f"\n{docs.TARGETS.get(name, 'bench-' + name)}: setup" in makefile

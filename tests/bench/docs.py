@@ -120,10 +120,71 @@ def refusal_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+ROLLOUT_NAMES = {"hf": "HF generate", "vllm-merged": "vLLM, merged reload", "vllm-adapter": "vLLM, adapter hot-swap"}
+
+
+def rollout_table(result: dict) -> str:
+    """docs/benchmarks.md: tokens per second of each engine on the recipe's rounds, and the ratio to HF."""
+    setup = result["setup"]
+    lines = [measured_on(result), "",
+             (f"{setup['prompts']} prompts x {setup['generations']} completions of up to {setup['max_tokens']} "
+              f"tokens from `{setup['recipe']}`, in rounds of {setup['per_round']} prompts with one sync each; "
+              f"{setup['model']}."), "",
+             "| engine | tokens/s | vs HF | seconds per round | sync per round | engine start-up (apart) |",
+             "|---|---|---|---|---|---|"]
+    for row in result["results"]:
+        name = row["engine"]
+        speed = "1.00x" if name == "hf" else f"**{result['speedup_vs_hf'][name]}x**"
+        lines.append(f"| {ROLLOUT_NAMES.get(name, name)} | {row['tokens_per_s']} | {speed} | {row['round_s_mean']} s "
+                     f"| {row['sync_s_mean']} s | {row['engine_start_s']} s |")
+    return "\n".join(lines)
+
+
+STEP_NAMES = {"stock-trl": "stock TRL `GRPOTrainer` (transformers generate)",
+              "rlft-vllm-merged": "rlft, vLLM engine, merged sync (the recipe)",
+              "rlft-vllm-adapter": "rlft, vLLM engine, adapter hot-swap",
+              "rlft-vllm-merged-all-rows": "rlft, merged sync, every row in one padded pass (no skipping, no buckets)"}
+
+
+def step_table(result: dict) -> str:
+    """docs/benchmarks.md: median step time and peak memory per side, with the ratios to stock TRL."""
+    lines = [measured_on(result), "",
+             (f"`{result['setup']['recipe']}` for {result['setup']['steps']} steps per side, each in its own process; "
+              "median of the steps after the first (TRL's `step_time`); peak memory is the PSS of the whole process "
+              "tree."), "",
+             "| side | median step | vs stock TRL | peak memory | vs stock TRL | rows skipped (zero advantage) | wall |",
+             "|---|---|---|---|---|---|---|"]
+    for row in result["results"]:
+        side = row["side"]
+        time_ratio = result["step_time_vs_stock_trl"].get(side)
+        mem_ratio = result["peak_mem_vs_stock_trl"].get(side)
+        skipped = "-" if row.get("rows_skipped_mean") is None else f"{100 * row['rows_skipped_mean']:.0f} %"
+        lines.append(f"| {STEP_NAMES.get(side, side)} | {row['median_step_s']} s "
+                     f"| {'-' if time_ratio is None else f'**{time_ratio}x**'} | {row['peak_mem_mib']} MiB "
+                     f"| {'-' if mem_ratio is None else f'{mem_ratio}x'} | {skipped} | {row['wall_s']} s |")
+    return "\n".join(lines)
+
+
+def buckets_table(result: dict) -> str:
+    """docs/benchmarks.md: the replayed run's training passes, one padded pass vs length buckets."""
+    secs, toks = result["seconds"], result["tokens"]
+    return "\n".join([
+        measured_on(result), "",
+        f"Replaying the {result['setup']['steps']} steps of `{result['setup']['run']}` (`{result['setup']['recipe']}`):", "",
+        "| training pass | tokens | seconds |", "|---|---|---|",
+        f"| TRL's single padded pass | {toks['one-pass']} | {secs['one-pass']} s |",
+        f"| length buckets | {toks['buckets']} ({result['tokens_vs_one_pass']}x) "
+        f"| {secs['buckets']} s (**{result['time_vs_one_pass']}x**) |"])
+
+
+TARGETS = {"grpo_step": "bench-step", "length_buckets": "bench-buckets"}  # make targets whose name differs
 RENDER: dict[tuple[str, str], Callable[[dict], str]] = {
     ("docs/benchmarks.md", "refusal"): refusal_table,
     ("docs/benchmarks.md", "rewards"): rewards_table,
     ("docs/benchmarks.md", "learning"): learning_table,
+    ("docs/benchmarks.md", "rollout"): rollout_table,
+    ("docs/benchmarks.md", "grpo_step"): step_table,
+    ("docs/benchmarks.md", "length_buckets"): buckets_table,
     ("README.md", "learning"): learning_readme,
 }
 
@@ -140,7 +201,8 @@ def rendered(path: Path) -> str:
         if render is None:
             raise SystemExit(f"{rel}: block {name!r} has no renderer")
         body = (render(json.loads(source.read_text())) if source.is_file()
-                else f"No result committed yet: `make bench-{name}` writes `bench/results/{name}.json`.")
+                else f"No result committed yet: `make {TARGETS.get(name, 'bench-' + name)}` writes "
+                f"`bench/results/{name}.json`.")
         return f"<!-- results:{name} -->\n{body}\n<!-- /results:{name} -->"
 
     return re.sub(r"<!-- results:(\w+) -->\n(?:.*?\n)?<!-- /results:\1 -->", fill, text, flags=re.DOTALL)
