@@ -115,3 +115,17 @@ def test_a_tiny_grid_runs_skips_finished_cells_and_collects_a_partial_grid(tmp_p
     for cell in json.loads((out / "ablation.json").read_text())["cells"]:
         manifest = json.loads((out / cell["dir"].split("/abl/")[1] / "rlft_manifest.json").read_text())
         assert manifest["seed"] == cell["seed"] and manifest["status"] == "complete"
+
+
+def test_a_stage_killed_by_a_signal_is_named_with_the_likely_cause(tmp_path, monkeypatch):
+    """The out-of-memory killer leaves no message of the stage's own: the pipeline's one line says what happened."""
+    from rlft.commands import pipeline
+    from rlft.core.errors import UserError
+
+    (tmp_path / "killed_stage.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    (tmp_path / "failed_stage.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(UserError, match=r"stage grpo was killed by SIGKILL .*out-of-memory killer.*dmesg"):
+        pipeline.run_step("grpo", "killed_stage", "recipe.yaml", [])
+    with pytest.raises(UserError, match=r"stage sft failed \(exit code 3; its messages are above\)"):
+        pipeline.run_step("sft", "failed_stage", "recipe.yaml", [])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -105,9 +106,29 @@ def run_step(name: str, module: str, recipe: str, flags: list[str]) -> float:
     start = time.monotonic()
     code = subprocess.call(cmd)
     if code != 0:
-        raise UserError(f"stage {name} failed (exit code {code}; its messages are above); finished stages are kept: "
+        raise UserError(f"stage {name} {how_it_ended(code)}; finished stages are kept: "
                         "fix the cause and rerun the same command to continue")
     return time.monotonic() - start
+
+
+def how_it_ended(code: int) -> str:
+    """A failed child's exit, in words: a signal leaves no message of its own, so say which and who sends it.
+
+    Example:
+        >>> how_it_ended(2)
+        'failed (exit code 2; its messages are above)'
+        >>> how_it_ended(-9)[:62]
+        'was killed by SIGKILL before it could say why (on Linux the ou'
+    """
+    if code >= 0:
+        return f"failed (exit code {code}; its messages are above)"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = (" (on Linux the out-of-memory killer sends it: `dmesg | tail` says whether it did; fewer completions per "
+           "micro-batch, per_device_train_batch_size, need less memory)" if name == "SIGKILL" else "")
+    return f"was killed by {name} before it could say why{why}"
 
 
 def completed(run_dir: Path) -> bool:

@@ -173,8 +173,8 @@ def buckets_table(result: dict) -> str:
         f"Replaying the {result['setup']['steps']} steps of `{result['setup']['run']}` (`{result['setup']['recipe']}`):", "",
         "| training pass | tokens | seconds |", "|---|---|---|",
         f"| TRL's single padded pass | {toks['one-pass']} | {secs['one-pass']} s |",
-        f"| length buckets | {toks['buckets']} ({result['tokens_vs_one_pass']}x) "
-        f"| {secs['buckets']} s (**{result['time_vs_one_pass']}x**) |"])
+        (f"| length buckets | {toks['buckets']} ({result['tokens_vs_one_pass']}x) "
+         f"| {secs['buckets']} s (**{result['time_vs_one_pass']}x**) |")])
 
 
 TARGETS = {"grpo_step": "bench-step", "length_buckets": "bench-buckets"}  # make targets whose name differs
