@@ -6,9 +6,9 @@ completions are 11-15 tokens by step 10, but one rambling completion in 32
 pads every row to 64. On a CPU the forward and backward cost is linear in
 tokens (bundled model, LoRA r=16, float32, 2 cores: 5.2-5.9 ms per token
 from 2 rows up, and about 0.3 s more for each extra pass), so padding is time
-spent for nothing. Replaying the 30 steps of a ``make demo`` run
-(``tests/bench/bench_length_buckets.py``), the buckets held 0.73x the tokens
-of TRL's single passes and took 0.58x the time (390.7 s vs 673.6 s).
+spent for nothing. Replaying a math-recipe run (``make bench-buckets``,
+``bench/results/length_buckets.json``), the buckets held 0.73x the tokens of
+TRL's single passes and took 0.58-0.7x the time.
 
 :func:`split_by_length` sorts the rows by completion length and cuts them
 into the buckets that minimise padded tokens plus a fixed cost per pass
