@@ -41,6 +41,8 @@ BAD = [
     ("dpo", ["--per_device_train_batch_size", "-2"]),
     ("grpo", ["--reward_funcs", "[accuracy, no_such_reward]"]),
     ("grpo", ["--metric_for_best_model", "eval_accuracy"]),  # refused by rlft.stage.settings
+    ("grpo", ["--load_best_model_at_end", "true"]),  # refused before transformers' own check speaks
+    ("sft", ["--eval_strategy", "steps"]),
     ("dpo", ["--sft_target_column", "answer"]),
     ("grpo", ["--rollout_engine", "vllm", "--engine", "hf"]),  # an old name beside its new one
 ]

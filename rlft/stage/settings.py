@@ -27,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
@@ -240,22 +240,42 @@ def _defaults(parts: list[Any]) -> dict[str, Any]:
     return out
 
 
+def refuse_set_keys(stage: str, values: dict[str, Any], parts: Sequence[Any]) -> None:
+    """Raise the one-line ``UserError`` for a refused key that ``values`` sets to other than its default.
+
+    ``parts`` are the argument classes (or their instances) that hold the defaults. The stage's
+    parse calls it before it builds TRL's config, whose own checks would otherwise answer first
+    in other words (transformers refuses ``load_best_model_at_end`` without an eval strategy).
+
+    Example:
+        >>> from rlft.core.run_dir import RunArguments
+        >>> refuse_set_keys("grpo", {"do_train": True}, [RunArguments])
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: do_train: not used by rlft grpo: rlft stages always train; drop it
+    """
+    from rlft.core.errors import UserError
+
+    rules, defaults = rules_for(stage), _defaults(list(parts))
+    for key, value in values.items():
+        rule = rules.get(key)
+        if rule is not None and rule.kind == "refused" and value != defaults.get(key, object()):
+            raise UserError(f"{key}: not used by rlft {stage}: {rule.why}")
+
+
 def check_settings(stage: str, args: Any) -> list[str]:
     """Refuse a refused key the recipe sets (one-line ``UserError``); return the keys set that do nothing here.
 
     A key counts as set when the recipe or the command line gives it a value
     other than its default. The caller warns about the returned keys.
     """
-    from rlft.core.errors import UserError
-
+    refuse_set_keys(stage, args.recipe, args.parts)
     rules, defaults = rules_for(stage), _defaults(args.parts)
     idle = []
     for key, value in args.recipe.items():
         rule = rules.get(key)
         if rule is None or value == defaults.get(key, object()):
             continue
-        if rule.kind == "refused":
-            raise UserError(f"{key}: not used by rlft {stage}: {rule.why}")
         if rule.kind == "only_with" and not rule.holds(args):
             idle.append(f"{key} (only with {rule.why})")
     return idle

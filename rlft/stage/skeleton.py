@@ -132,10 +132,17 @@ class TrainingStage:
         """The recipe's argument groups (:meth:`argument_types`, one instance each) and the resolved recipe."""
         from rlft.core.recipe import parse_recipe
         from rlft.core.runtime import cpu_precision, launcher_precision, platform_defaults
+        from rlft.stage.settings import refuse_set_keys
+
+        classes = self.argument_types()
+
+        def adjust(values: dict[str, Any]) -> dict[str, Any]:
+            refuse_set_keys(self.name, values, classes)  # before TRL's config checks them in its own words
+            return cpu_precision(values)
 
         with launcher_precision():  # parsing leaves the environment as it was
-            return parse_recipe(self.argument_types(), argv, prog=f"rlft {self.name}",
-                                defaults={**STAGE_DEFAULTS, **platform_defaults()}, adjust=cpu_precision)
+            return parse_recipe(classes, argv, prog=f"rlft {self.name}",
+                                defaults={**STAGE_DEFAULTS, **platform_defaults()}, adjust=adjust)
 
     def run(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
         """Parse, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
