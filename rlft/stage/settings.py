@@ -264,12 +264,12 @@ def refuse_set_keys(stage: str, values: dict[str, Any], parts: Sequence[Any]) ->
 
 
 def check_settings(stage: str, args: Any) -> list[str]:
-    """Refuse a refused key the recipe sets (one-line ``UserError``); return the keys set that do nothing here.
+    """The keys the recipe sets that do nothing here; the caller warns about them.
 
     A key counts as set when the recipe or the command line gives it a value
-    other than its default. The caller warns about the returned keys.
+    other than its default. Refused keys never get here: the stage's parse
+    refused them (:func:`refuse_set_keys`).
     """
-    refuse_set_keys(stage, args.recipe, args.parts)
     rules, defaults = rules_for(stage), _defaults(args.parts)
     idle = []
     for key, value in args.recipe.items():

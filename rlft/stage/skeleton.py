@@ -157,7 +157,7 @@ class TrainingStage:
         from rlft.stage.settings import check_settings
 
         args = StageArgs(*self.parse(argv))
-        idle = check_settings(self.name, args)  # a refused key: one line, before anything loads
+        idle = check_settings(self.name, args)  # set but idle here (refused keys: the parse refused them)
         if idle:
             defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
         cfg = args.train
