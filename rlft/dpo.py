@@ -25,11 +25,7 @@ from rlft.stage.preference import PreferenceStage
 
 class DPO(PreferenceStage):
     name = "dpo"
-
-    def config_class(self) -> type:
-        from trl import DPOConfig
-
-        return DPOConfig
+    config = "trl:DPOConfig"
 
     def trainer_class(self) -> type:
         from trl import DPOTrainer

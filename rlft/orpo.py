@@ -22,12 +22,11 @@ from rlft.stage.preference import PreferenceStage
 
 class ORPO(PreferenceStage):
     name = "orpo"
+    config = "trl.experimental.orpo:ORPOConfig"
 
     def config_class(self) -> type:
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rlft pins TRL and tests ORPO with it
-        from trl.experimental.orpo import ORPOConfig
-
-        return ORPOConfig
+        return super().config_class()
 
     def trainer_class(self) -> type:
         from trl.experimental.orpo import ORPOTrainer

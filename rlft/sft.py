@@ -12,8 +12,9 @@ conversation where the chat template marks assistant turns (``{% generation %}``
 or a template TRL can patch); otherwise rlft finds the turns by rendering the
 conversation prefix by prefix (:func:`rlft.core.data.with_assistant_masks`),
 which is what the bundled model's template takes. ``assistant_only_loss: false``
-in the recipe trains ``messages`` rows on every token. ``chat_template_kwargs``
-reach every render. With ``tools`` (``tools: [rlft.tools:calculator]``) every
+in the recipe trains ``messages`` rows on every token (unset, rlft masks them, where TRL's
+default would not). ``chat_template_kwargs`` reach every render. With ``tools``
+(``tools: [rlft.tools:calculator]``) every
 conversation is rendered with those tools in its system prompt, as GRPO's
 rollouts render them, so ``messages`` rows whose assistant turns call tools
 (``task_kwargs: {tool_transcript: true}``) teach the calls GRPO will run;
@@ -28,33 +29,33 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from rlft.core.errors import run_cli
 from rlft.stage.skeleton import TrainingStage
+from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
+
+
+@dataclass
+class LossMaskArguments:
+    """Which tokens of ``messages`` rows carry the loss. Read before TRL's ``SFTConfig``, whose default
+    (``False``) cannot say "not set"."""
+
+    assistant_only_loss: bool | None = field(
+        default=None,
+        metadata={"help": "Loss on the assistant turns of messages rows only (unset: yes); false: every token."},
+    )
 
 
 class SFT(TrainingStage):
     name = "sft"
-    extra_arguments = (ToolArguments,)
-
-    def __init__(self) -> None:
-        self.tools: list = []  # the recipe's tools (rlft.tools.loading): rendered in every conversation
-        self.tool_stats = None
+    config = "trl:SFTConfig"
+    extra_arguments = (LossMaskArguments, ToolArguments)
 
     def check_data(self, args, splits) -> None:
         """The recipe's tools imported and checked before the model loads (an environment is refused earlier)."""
-        from rlft.tools.loading import ToolStats, load_tools
-
-        tool_args = args.get(ToolArguments)
-        if tool_args.tools:
-            self.tool_stats = ToolStats()
-            self.tools = load_tools(tool_args.tools, tool_args.tool_timeout, self.tool_stats)
-
-    def config_class(self) -> type:
-        from trl import SFTConfig
-
-        return SFTConfig
+        self.tools = tool_setup(args.get(ToolArguments), dict(splits["train"][0]))
 
     def build_trainer(self, args, splits, tokenizer, model):
         """TRL ``SFTTrainer``: loss on completions, or on the assistant turns of ``messages`` rows."""
@@ -67,19 +68,16 @@ class SFT(TrainingStage):
             from rlft.tools.chat import enable_tool_calls
 
             enable_tool_calls(tokenizer, args.model.model_name_or_path)
+        functions = self.tools.functions if self.tools else ()
         return stage_trainer(SFTTrainer)(
-            model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer, self.tools),
+            model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer, functions),
             processing_class=tokenizer, peft_config=models.lora_config(args.model),
         )
-
-    def eval_tools(self, args):
-        """With tools, the closing check answers through the tool loop, up to ``max_turns`` turns."""
-        return (self.tools, args.get(ToolArguments).max_turns, None) if self.tools else None
 
     def results(self, trainer) -> dict:
         if not self.tools:
             return {}
-        return {"tools": {"tools": [t.__name__ for t in self.tools], "counts": self.tool_stats.snapshot()}}
+        return {"tools": {"tools": self.tools.names, "counts": self.tools.stats.snapshot()}}
 
 
 def sft_rows(args, train, tokenizer, tools=()):
@@ -87,11 +85,13 @@ def sft_rows(args, train, tokenizer, tools=()):
 
     ``tools`` (functions) are rendered into every conversation: through the
     options of rlft's own masking, or the ``tools`` column TRL's SFT reads.
+    TRL's ``assistant_only_loss`` set here is recorded in ``args.settled``.
 
     Example:
         >>> from types import SimpleNamespace
         >>> from datasets import Dataset
-        >>> args = SimpleNamespace(data=SimpleNamespace(sft_target_column="solution"), recipe={},
+        >>> args = SimpleNamespace(data=SimpleNamespace(sft_target_column="solution"), settled={},
+        ...                        get=lambda cls: LossMaskArguments(),
         ...                        model=SimpleNamespace(chat_template_kwargs={"enable_thinking": False}))
         >>> rows = Dataset.from_list([{"prompt": "1+1=", "completion": "2"}])
         >>> sft_rows(args, rows, tokenizer=None)[0]["chat_template_kwargs"]
@@ -106,10 +106,11 @@ def sft_rows(args, train, tokenizer, tools=()):
     train = data.for_sft(train, args.data.sft_target_column)
     options = dict(args.model.chat_template_kwargs or {})
     schemas = [get_json_schema(tool) for tool in tools]  # what apply_chat_template makes of the functions
-    # SFTConfig's default (False) cannot tell "not set" from "set to false": only the recipe can
-    if "messages" in train.column_names and args.recipe.get("assistant_only_loss", True):
+    if "messages" in train.column_names and args.get(LossMaskArguments).assistant_only_loss is not False:
         if data.trl_masks_assistant_turns(tokenizer):
             args.train.assistant_only_loss = True
+            args.settled["assistant_only_loss"] = {"value": True, "why": "messages rows: TRL masks all but the "
+                                                   "assistant turns (the chat template marks them)"}
         else:  # pre-tokenized with the mask; TRL folds assistant_masks into the labels
             return data.with_assistant_masks(train, tokenizer, {**options, "tools": schemas} if schemas else options)
     train = data.with_template_options(train, options)

@@ -21,6 +21,14 @@ def run_cmd(args: list[str], timeout: float = 600, env: dict | None = None) -> s
                           check=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_warnings_left_by_other_tests():
+    """Each test starts with no deferred warning queued by another test's parse."""
+    from rlft.core.runtime import discard_deferred_warnings
+
+    discard_deferred_warnings()
+
+
 @pytest.fixture(scope="session")
 def bundled_dir() -> Path:
     """The dequantized bundled model (materialized once per machine, ~40 s the first time)."""

@@ -135,10 +135,10 @@ def stage_of(recipe: Path) -> str:
 def test_every_recipe_parses_into_its_dataclasses(recipe):
     import importlib
 
-    from rlft.cli import STAGES
+    from rlft.stage import registry
 
     stage = stage_of(recipe)
-    module = importlib.import_module(STAGES[stage][0])  # the module `rlft <stage>` runs
+    module = importlib.import_module(registry.get(stage).module)  # the module `rlft <stage>` runs
     _instances, resolved = module.parse([str(recipe)])
     assert resolved, f"{recipe.name} is empty"
     assert str(recipe.relative_to(REPO)) in recipe.read_text().splitlines()[0]

@@ -134,6 +134,7 @@ def test_closing_check_scores_each_model_in_its_own_episodes(monkeypatch, bundle
 
     import rewards
     from examples.guess_number.env import rows
+    from rlft.core.tool_setup import ToolSetup
     from rlft.evaluation import closing
     from rlft.tools.chat import enable_tool_calls
     from rlft.tools.environments import environment_factory, episode
@@ -161,7 +162,7 @@ def test_closing_check_scores_each_model_in_its_own_episodes(monkeypatch, bundle
     monkeypatch.setattr(closing, "hf_completions", completions)
     data = rows(6, seed=3)
     table, samples = closing.before_after(model, tok, Dataset.from_list(data), [rewards.resolve("environment")],
-                                          tools=([], 5, lambda row: episode(env_class, row)))
+                                          tools=ToolSetup([], 5, env_class, lambda row: episode(env_class, row)))
     want = [round(max(0.5, 1.1 - 0.1 * guesses_needed(r["secret"])), 2) for r in data]
     assert [s["score_trained"] for s in samples] == want
     assert [s["score_base"] for s in samples] == [0.0] * 6

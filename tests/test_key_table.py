@@ -1,32 +1,32 @@
-"""The fast pre-check: the precomputed key table matches the dataclasses, and it refuses exactly as the full parse.
+"""The key table: generated into the cache, never committed, and never a different message from a fresh one.
 
-A bad recipe is refused from ``rlft/stage/key_table.json`` before torch loads
-(``make bench-refusal`` times it); these tests pin that it says what the full
-parse says, accepts every shipped recipe, and stands aside when stale.
+Every recipe is read through the stage's key table (:mod:`rlft.stage.parsing`);
+these tests pin that a cached table and a freshly built one refuse in the same
+words, that editing a docstring reuses the table (fast, no TRL import), that
+changing a field builds a new one, and that the shipped recipes pass.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from rlft.core.errors import UserError
-from rlft.stage import key_table
+from rlft.stage import key_table, parsing, registry
+from tests.conftest import REPO
 
 STAGE_RECIPES = {"sft": "recipes/sft.yaml", "dpo": "recipes/dpo.yaml", "orpo": "recipes/orpo.yaml",
                  "grpo": "recipes/math.yaml"}
 
 
-def stage(name):
-    from rlft.commands.key_table import STAGES
-
-    return type(STAGES[name])()
-
-
-def test_the_committed_table_is_what_the_dataclasses_give():
-    from rlft.commands.key_table import table_text
-
-    assert key_table.TABLE.read_text() == table_text(), (
-        "rlft/stage/key_table.json is stale: run `python -m rlft.commands.key_table` and commit it")
+def test_no_key_table_is_committed():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "key_table" in tracked and not [f for f in tracked.splitlines() if f.endswith(".json") and "key" in f]
 
 
 BAD = [
@@ -40,7 +40,7 @@ BAD = [
     ("orpo", ["--max_steps", "0"]),
     ("dpo", ["--per_device_train_batch_size", "-2"]),
     ("grpo", ["--reward_funcs", "[accuracy, no_such_reward]"]),
-    ("grpo", ["--metric_for_best_model", "eval_accuracy"]),  # refused by rlft.stage.settings
+    ("grpo", ["--metric_for_best_model", "eval_accuracy"]),  # refused by rlft.stage.key_rules
     ("grpo", ["--load_best_model_at_end", "true"]),  # refused before transformers' own check speaks
     ("sft", ["--eval_strategy", "steps"]),
     ("dpo", ["--sft_target_column", "answer"]),
@@ -48,32 +48,27 @@ BAD = [
 ]
 
 
-def full_parse_error(name, argv, monkeypatch, tmp_path):
-    """The error the full parse raises for ``argv`` (the pre-check switched off)."""
-    monkeypatch.setattr(key_table, "_current", lambda stage: None)
+def refusal(name, argv):
     with pytest.raises(UserError) as err:
-        stage(name).run(argv)
-    monkeypatch.undo()
+        registry.get(name).stage().run(list(argv))
     return str(err.value)
 
 
 @pytest.mark.parametrize(("name", "extra"), BAD, ids=[" ".join(b[1])[:40] for b in BAD])
-def test_a_bad_recipe_is_refused_in_the_full_parse_words(name, extra, monkeypatch, tmp_path):
+def test_a_cached_and_a_freshly_built_table_refuse_in_the_same_words(name, extra, monkeypatch, tmp_path):
     argv = [STAGE_RECIPES[name], *extra, "--output_dir", str(tmp_path / "run")]
-    with pytest.raises(UserError) as fast:
-        key_table.precheck(name, list(argv))
-    assert str(fast.value) == full_parse_error(name, argv, monkeypatch, tmp_path)
+    cached = refusal(name, argv)
+    monkeypatch.setenv("RLFT_CACHE", str(tmp_path / "empty-cache"))  # no table: the parse builds one
+    assert refusal(name, argv) == cached
+    assert len(list((tmp_path / "empty-cache" / "key-tables").glob(f"{name}-*.json"))) == 1
     assert not (tmp_path / "run").exists()
 
 
-def test_an_unknown_key_in_the_recipe_file_names_the_file(tmp_path, monkeypatch):
+def test_an_unknown_key_in_the_recipe_file_names_the_file(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("learning_rate: 1e-4\nlerning_rate: 2e-4\n")
-    argv = [str(recipe), "--output_dir", str(tmp_path / "run")]
-    with pytest.raises(UserError) as fast:
-        key_table.precheck("sft", list(argv))
-    assert f"in {recipe}" in str(fast.value) and "did you mean 'learning_rate'" in str(fast.value)
-    assert str(fast.value) == full_parse_error("sft", argv, monkeypatch, tmp_path)
+    message = refusal("sft", [str(recipe), "--output_dir", str(tmp_path / "run")])
+    assert f"in {recipe}" in message and "did you mean 'learning_rate'" in message
 
 
 SHIPPED = [*STAGE_RECIPES.items(), ("grpo", "recipes/gpu/qwen2.5-0.5b-gsm8k.yaml"),
@@ -82,14 +77,66 @@ SHIPPED = [*STAGE_RECIPES.items(), ("grpo", "recipes/gpu/qwen2.5-0.5b-gsm8k.yaml
 
 @pytest.mark.parametrize(("name", "recipe"), SHIPPED, ids=[r for _, r in SHIPPED])
 def test_every_shipped_recipe_passes(name, recipe):
-    key_table.precheck(name, [recipe, "--max_steps", "3", "--output_dir", "runs/x"])
+    parsing.read_values(registry.get(name).stage(), [recipe, "--max_steps", "3", "--output_dir", "runs/x"])
 
 
-def test_a_stale_table_stands_aside(monkeypatch):
-    """Other TRL/transformers versions, or an edited argument module: the full parse decides alone."""
-    monkeypatch.setattr(key_table, "_versions", lambda: {"trl": "0.0", "transformers": "0.0"})
-    key_table.precheck("sft", ["--no_such_key", "1"])  # no error here; the full parse will refuse it
-    monkeypatch.undo()
-    real = key_table._fingerprint
-    monkeypatch.setattr(key_table, "_fingerprint", lambda modules: {m: "edited" for m in real(modules)})
-    key_table.precheck("sft", ["--no_such_key", "1"])
+def test_the_table_holds_the_dataclasses_keys_types_and_defaults():
+    stage = registry.get("grpo").stage()
+    assert key_table.table_for(stage) == key_table.build(stage.argument_types())
+
+
+def test_other_library_versions_name_another_table(monkeypatch):
+    stage = registry.get("sft").stage()
+    before = key_table.path_for(stage)
+    monkeypatch.setattr(key_table, "_version", lambda name: "0.0")
+    assert key_table.path_for(stage) != before
+
+
+# Run in a copy of the package: a docstring edited, or a field's default changed; the cache already warm.
+PROBE = """
+import sys, time
+from rlft.core.errors import UserError
+from rlft.stage import parsing, registry, key_table
+stage = registry.get("grpo").stage()
+try:
+    parsing.read_values(stage, [sys.argv[1], "--max_completion_length", "0"])
+except UserError as err:
+    print(err)
+print(sorted(m for m in ("torch", "transformers") if m in sys.modules))
+print(key_table.table_for(stage)["defaults"]["length_buckets"])
+print(registry.__file__)
+"""
+
+
+def probe(copy, cache):
+    """PROBE's lines, run in ``copy`` (first on sys.path) with ``cache`` as the rlft cache."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "RLFT_CACHE": str(cache), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "recipes" / "math.yaml")], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_an_edited_docstring_reuses_the_table_and_a_changed_field_builds_a_new_one(tmp_path):
+    copy = tmp_path / "src"
+    shutil.copytree(REPO / "rlft", copy / "rlft", ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+    first = probe(copy, cache)  # builds the table (imports TRL)
+    tables = sorted((cache / "key-tables").iterdir())
+    assert first[3] == str(copy / "rlft" / "stage" / "registry.py")  # the copy runs, not the checkout
+    assert first[0] == "max_completion_length must be positive, got 0" and first[2] == "None"
+
+    buckets = copy / "rlft" / "training" / "length_buckets.py"
+    buckets.write_text(buckets.read_text().replace('"""', '"""Edited. ', 1))  # the module's docstring
+    assert probe(copy, cache)[:3] == [first[0], "[]", "None"]  # same words, from the cached table: nothing heavy loaded
+    assert sorted((cache / "key-tables").iterdir()) == tables
+
+    text = buckets.read_text()
+    old = "length_buckets: bool | None = field(\n        default=None,"
+    assert old in text
+    buckets.write_text(text.replace(old, old.replace("None,", "True,")))
+    changed = probe(copy, cache)
+    assert changed[0] == first[0] and changed[2] == "True"  # a new table, with the new default
+    assert len(list((cache / "key-tables").iterdir())) == len(tables) + 1
+    assert json.loads(tables[0].read_text())["defaults"]["length_buckets"] is None

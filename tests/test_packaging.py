@@ -72,12 +72,13 @@ def _build(out: Path) -> Path:
 def test_the_wheel_installs_in_a_fresh_venv_with_the_constraints_and_carries_what_users_need(tmp_path):
     wheel = _build(tmp_path / "dist")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {"rlft/cli.py", "rlft/grpo.py", "rewards/__init__.py", "rlft/stage/key_table.json",
+    expected = {"rlft/cli.py", "rlft/grpo.py", "rewards/__init__.py",
                 "rlft/_data/recipes/math.yaml", "rlft/_data/recipes/gpu/qwen2.5-0.5b-gsm8k.yaml",
                 "rlft/_data/launch/zero2.yaml", "rlft/_data/launch/zero3_multi.yaml",
                 "rlft/_data/constraints/cpu.txt", "rlft/_data/constraints/gpu.txt"}
     assert expected <= names, sorted(expected - names)
     assert not any(n.startswith(("tests/", "runs/")) for n in names)
+    assert not any(n.endswith("key_table.json") for n in names)  # generated into the cache, never shipped
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

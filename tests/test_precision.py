@@ -11,6 +11,13 @@ from rlft import grpo
 from rlft.core import runtime
 from rlft.rollout.vllm_runtime import engine_dtype
 from rlft.stage.run import StageRun
+from rlft.stage.skeleton import StageArgs
+
+
+def settled(argv):
+    """The GRPO arguments that run on this machine: parsed, then settled (where the precision is decided)."""
+    args = grpo.GRPO().settle(StageArgs(*grpo.parse(argv)))
+    return args.parts, args.recipe
 
 
 @pytest.fixture
@@ -26,7 +33,9 @@ def fast_bf16(monkeypatch):
 def test_recipe_bf16_falls_back_to_float32_with_one_warning(slow_bf16, caplog, tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as `accelerate launch --config_file launch/zero2.yaml` sets
     caplog.set_level(logging.WARNING, logger="rlft.core.runtime")
-    (*_, run, cfg), recipe = grpo.parse(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path / "run")])
+    assert grpo.parse(["recipes/math.yaml", "--bf16", "true"])[0][-1].bf16 is True  # parsing measures nothing
+    assert not caplog.records
+    (*_, run, cfg), recipe = settled(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path / "run")])
     assert cfg.bf16 is False and recipe["bf16"] is True  # the recipe on disk and in the manifest keeps asking
     assert cfg.mixed_precision == "no"  # or DeepSpeed gets a bf16 config and refuses
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"  # parsing leaves the environment as it was
@@ -39,21 +48,21 @@ def test_float32_recipe_overrides_the_launchers_bf16(fast_bf16, monkeypatch):
     # launch/zero2.yaml says mixed_precision: bf16; recipes/math.yaml says bf16: false. Left as bf16, DeepSpeed
     # stops with "DeepSpeed config values that mismatch TrainingArguments values".
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml"])
+    (*_, cfg), _ = settled(["recipes/math.yaml"])
     assert cfg.bf16 is False and cfg.mixed_precision == "no"
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])  # a bf16 run keeps the launcher's bf16
+    (*_, cfg), _ = settled(["recipes/math.yaml", "--bf16", "true"])  # a bf16 run keeps the launcher's bf16
     assert cfg.bf16 is True and cfg.mixed_precision == "bf16"
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
 
 
 def test_recipe_bf16_kept_where_the_cpu_has_it(fast_bf16, caplog):
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])
+    (*_, cfg), _ = settled(["recipes/math.yaml", "--bf16", "true"])
     assert cfg.bf16 is True and not caplog.records
 
 
 def test_bf16_without_amx_is_float32_too(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: 1.9)  # AVX512-BF16 Xeon, no AMX: as measured here
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true"])
+    (*_, cfg), _ = settled(["recipes/math.yaml", "--bf16", "true"])
     assert cfg.bf16 is False and engine_dtype("auto", prefer_bf16=True) == "float32"
 
 
@@ -89,7 +98,7 @@ def fake_timer(bf16_ticks: int, fp32_ticks: int):
 def test_the_probe_decides_from_its_timing(bf16, fp32, ratio, keeps_bf16, monkeypatch, tmp_path):
     assert runtime.measure_bf16_slowdown(timer=fake_timer(bf16, fp32)) == pytest.approx(ratio)
     monkeypatch.setattr(runtime, "cpu_bf16_slowdown", lambda: runtime.measure_bf16_slowdown(fake_timer(bf16, fp32)))
-    (*_, cfg), _ = grpo.parse(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path)])
+    (*_, cfg), _ = settled(["recipes/math.yaml", "--bf16", "true", "--output_dir", str(tmp_path)])
     assert cfg.bf16 is keeps_bf16  # at BF16_MAX_SLOWDOWN (1.2x) and above: float32
 
 

@@ -67,7 +67,7 @@ def make_targets() -> set[str]:
 
 def module_and_args(command: str) -> tuple[str, list[str]] | None:
     """The rlft module a documented command runs and its arguments (``None``: not an rlft command)."""
-    from rlft.cli import STAGES
+    from rlft.stage import registry
 
     words = shlex.split(command)
     if words[:2] == ["accelerate", "launch"]:
@@ -82,8 +82,8 @@ def module_and_args(command: str) -> tuple[str, list[str]] | None:
     if words[:2] == ["python", "-m"] and words[2].startswith("rlft."):
         return words[2], words[3:]
     if words[0] == "rlft":
-        assert words[1] in STAGES, f"{command}: `rlft {words[1]}` is not a command"
-        return STAGES[words[1]][0], words[2:]
+        assert words[1] in registry.names(), f"{command}: `rlft {words[1]}` is not a command"
+        return registry.get(words[1]).module, words[2:]
     return None
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rlft.stage.settings import check_settings, rules_for
+from rlft.stage.parsing import idle_keys as check_settings
+from rlft.stage.registry import rules_for
 from rlft.stage.skeleton import StageArgs
 from tests.conftest import run_cmd
 

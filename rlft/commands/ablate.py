@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from rlft.core.errors import UserError, run_cli
+from rlft.stage import registry
 
 logger = logging.getLogger("rlft.commands.ablate")
 
-STAGES = ("sft", "dpo", "orpo", "grpo")
 PLAN = "ablation.json"
 
 
@@ -77,12 +77,14 @@ def folder(name: str) -> str:
 
 def stage_of(recipe: str) -> str:
     """The stage a recipe is for, from its opening command line (``# accelerate launch rlft/grpo.py ...``)."""
+    stages = "|".join(map(re.escape, registry.names(ablate=True)))
     head = Path(recipe).read_text().splitlines()[:3]
     for line in head:
-        found = re.search(r"rlft/(sft|dpo|orpo|grpo)\.py|rlft (sft|dpo|orpo|grpo) ", line)
+        found = re.search(rf"rlft/({stages})\.py|rlft ({stages}) ", line)
         if found:
             return found.group(1) or found.group(2)
-    raise UserError(f"{recipe}: cannot tell its stage from its first lines; pass --stage {'|'.join(STAGES)}")
+    raise UserError(f"{recipe}: cannot tell its stage from its first lines; pass --stage "
+                    f"{'|'.join(registry.names(ablate=True))}")
 
 
 def make_plan(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,7 +142,7 @@ def check_cells(plan: dict[str, Any]) -> None:
 
     from rlft.commands.pipeline import check_parses
 
-    parse = importlib.import_module(f"rlft.{plan['stage']}").parse
+    parse = importlib.import_module(registry.get(plan["stage"]).module).parse
     # one cell per setting: seeds change nothing a parse checks
     check_parses([(f"cell {cell['setting']}", parse, [plan["recipe"], *cell_flags(plan, cell)])
                   for cell in plan["cells"][::len(plan["seeds"])]])
@@ -219,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/ablate", help="the ablation's directory")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every cell")
     p.add_argument("--baseline", help="the setting others are compared with, KEY=V;KEY=V (default: first values)")
-    p.add_argument("--stage", choices=STAGES, help="the recipe's stage (default: from its first line)")
+    p.add_argument("--stage", choices=registry.names(ablate=True), help="the recipe's stage (default: from its first line)")
     p.add_argument("--cell", type=int, help="run only this cell (0-based), as the printed commands do")
     p.add_argument("--print-commands", action="store_true", help="print one command per cell and exit")
     p.add_argument("--collect", metavar="DIR", help="build the result from the finished cells in DIR and exit")

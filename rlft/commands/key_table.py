@@ -1,33 +1,24 @@
-"""Regenerate ``rlft/stage/key_table.json``, the fast pre-check's table of every stage's recipe keys.
+"""Build the fast pre-check's key table of every training stage into the rlft cache.
 
-Run it after changing an argument dataclass or upgrading TRL/transformers
-(``tests/test_key_table.py`` fails until the committed table matches):
+``make setup`` runs it once; a stage also builds its own table the first
+time it is run, so this only saves that first run's seconds
+(:mod:`rlft.stage.key_table`):
 
     python -m rlft.commands.key_table
 """
 
 from __future__ import annotations
 
-import json
 import sys
 
-from rlft.dpo import DPO
-from rlft.grpo import GRPO
-from rlft.orpo import ORPO
-from rlft.sft import SFT
-from rlft.stage.key_table import TABLE, generate
-
-STAGES = {"sft": SFT(), "dpo": DPO(), "orpo": ORPO(), "grpo": GRPO()}
-
-
-def table_text() -> str:
-    """The table as it is written to disk (stable key order)."""
-    return json.dumps(generate(STAGES), indent=1, sort_keys=True) + "\n"
+from rlft.stage import key_table, registry
 
 
 def main() -> None:
-    TABLE.write_text(table_text())
-    sys.stdout.write(f"wrote {TABLE}\n")
+    for name in registry.names(is_stage=True):
+        stage = registry.get(name).stage()
+        key_table.table_for(stage)
+        sys.stdout.write(f"{name}: {key_table.path_for(stage)}\n")
 
 
 if __name__ == "__main__":

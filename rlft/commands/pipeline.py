@@ -37,10 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from rlft.core.errors import UserError, run_cli
+from rlft.stage import registry
 
 logger = logging.getLogger("rlft.commands.pipeline")
 
-MODULES = {"sft": "rlft.sft", "pairs": "rlft.commands.pairs", "dpo": "rlft.dpo", "orpo": "rlft.orpo", "grpo": "rlft.grpo"}
+
+def module_of(spec_stage: str) -> str:
+    """The module a pipeline stage runs as ``python -m``: a registry entry that ``rlft pipeline`` can chain."""
+    return registry.get(spec_stage).module
 
 
 @dataclass
@@ -50,7 +54,8 @@ class PipelineArguments:
     output_dir: str = field(default="runs/pipeline", metadata={"help": "Each stage writes <output_dir>/<name>."})
     stages: dict[str, dict[str, Any]] = field(
         default_factory=dict,
-        metadata={"help": "name: {recipe: path, stage: sft|pairs|dpo|orpo|grpo (default: name), overrides: {...}}"},
+        metadata={"help": "name: {recipe: path, stage: a stage rlft pipeline chains (default: name), "
+                          "overrides: {...}}"},
     )
     evaluation: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "{recipe: path, models: [base, '@sft', ...], overrides: {...}}"},
@@ -62,8 +67,9 @@ class PipelineArguments:
             raise UserError("pipeline has no stages; list them under stages: (name: {recipe: ..., overrides: ...})")
         for name, spec in self.stages.items():
             kind = spec.get("stage", name)
-            if kind not in MODULES:
-                raise UserError(f"pipeline stage {name!r}: unknown stage {kind!r}; use one of {', '.join(MODULES)}")
+            if kind not in registry.names(pipeline=True):
+                raise UserError(f"pipeline stage {name!r}: unknown stage {kind!r}; use one of "
+                                f"{', '.join(registry.names(pipeline=True))}")
             unknown = set(spec) - {"stage", "recipe", "overrides"}
             if unknown:
                 raise UserError(f"pipeline stage {name!r}: unknown key(s) {', '.join(sorted(unknown))} "
@@ -149,7 +155,7 @@ def check_stages(args: PipelineArguments) -> None:
     import importlib
 
 
-    steps = [(name, MODULES[spec.get("stage", name)], spec["recipe"], spec.get("overrides") or {})
+    steps = [(name, module_of(spec.get("stage", name)), spec["recipe"], spec.get("overrides") or {})
              for name, spec in args.stages.items()]
     if args.evaluation:
         spec = args.evaluation
@@ -201,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             flags.append("--overwrite")
         elif run_dir.exists():  # an unfinished stage of this pipeline: resume from its checkpoint, else redo it
             flags.append("--resume" if complete_checkpoints(run_dir) else "--overwrite")
-        seconds = run_step(name, MODULES[spec.get("stage", name)], spec["recipe"], flags)
+        seconds = run_step(name, module_of(spec.get("stage", name)), spec["recipe"], flags)
         summary["stages"][name] = {"seconds": round(seconds, 1)}
     if args.evaluation:
         spec = args.evaluation

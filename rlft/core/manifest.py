@@ -87,6 +87,7 @@ def write_run_files(
     launch: dict[str, Any] | None = None,
     status: str = "complete",
     load_options: dict[str, Any] | None = None,
+    settled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``recipe.yaml`` and ``rlft_manifest.json`` into ``output_dir``; return the manifest.
 
@@ -94,6 +95,8 @@ def write_run_files(
     ``complete``, ``halted`` (a training guard stopped it) or ``failed`` (a reward did).
     ``load_options`` (:meth:`rlft.core.loading.LoadOptions.record`) say how the
     base was loaded (revision, quantization), so loading the run loads it the same way.
+    ``settled`` is what the run changed from the recipe on this machine (``{key: {value, why}}``,
+    e.g. bf16 off on a CPU where it is slow): with the recipe, the settings that actually ran.
     """
     output_dir = Path(output_dir)
     manifest = {
@@ -101,6 +104,7 @@ def write_run_files(
         "status": status,
         "base_model": base_model,
         "load_options": load_options or {},
+        "settled": settled or {},
         "seed": seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

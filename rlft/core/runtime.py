@@ -170,14 +170,14 @@ def defer_warning(message: str) -> None:
 
 
 def cpu_precision(values: dict) -> dict:
-    """The recipe's precision checked against the machine; the launcher made to follow it.
+    """The recipe's precision checked against the machine: the values to run with.
 
     On a CPU where bf16 is slower than float32, ``bf16`` is turned off with a
     warning, so a recipe written for a bf16-capable machine still runs at
     float32 speed instead of tens of times slower. On a GPU without
     bfloat16 (compute capability below 8.0: T4, V100) ``bf16: true`` is
-    refused in one line (:func:`gpu_precision`). Either way the launcher
-    follows the resulting precision (:func:`launcher_follows_recipe`).
+    refused in one line (:func:`gpu_precision`). Called once per run, after
+    the recipe is parsed (:meth:`rlft.stage.skeleton.TrainingStage.settle`).
 
     Example:
         >>> cpu_precision({"bf16": False})
@@ -191,7 +191,6 @@ def cpu_precision(values: dict) -> dict:
             values = {**values, "bf16": False}
     elif values.get("bf16"):
         gpu_precision()
-    launcher_follows_recipe(values)
     return values
 
 
@@ -279,3 +278,14 @@ def log_deferred_warnings() -> None:
     """
     while _deferred:
         logger.warning(_deferred.pop(0))
+
+
+def discard_deferred_warnings() -> None:
+    """Forget what parsing queued (a process that parses recipes for later runs, which log their own).
+
+    Example:
+        >>> defer_warning("recipe key 'a' is now called 'b'")
+        >>> discard_deferred_warnings()
+        >>> log_deferred_warnings()  # nothing left to log
+    """
+    _deferred.clear()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rlft.core.tool_setup import ToolSetup
 from rlft.evaluation.generation import hf_completions
 from rlft.evaluation.report import format_table
 from rlft.evaluation.scoring import score_outputs, table_rows
@@ -36,7 +37,7 @@ def before_after(
     max_new_tokens: int = 96,
     batch_size: int = 16,
     chat_template_kwargs: dict | None = None,
-    tools: tuple[list, int, Any] | None = None,
+    tools: ToolSetup | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Score the base and the trained model on ``rows`` with ``reward_funcs``.
 
@@ -95,7 +96,7 @@ def before_after(
 
 
 def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_args: Any, output_dir: str,
-                   reward_funcs: list, tools: tuple[list, int, Any] | None = None) -> dict:
+                   reward_funcs: list, tools: ToolSetup | None = None) -> dict:
     """The before/after check that ends a stage: greedy, on the first ``eval_samples`` test rows.
 
     Writes ``before_after.jsonl`` (every prompt with both outputs) into

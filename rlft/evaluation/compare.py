@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from rlft.core.arguments import BUNDLED_DEFAULT
 from rlft.core.errors import UserError
+from rlft.core.tool_setup import ToolSetup
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ def _samples(names: list[str], per_model: dict[str, dict], prompts: list, answer
 
 
 def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: Any, reward_funcs: list,
-             recipe: dict[str, Any], tools: tuple[list, int, Any] | None = None,
+             recipe: dict[str, Any], tools: ToolSetup | None = None,
              tokenizer: Any = None) -> dict[str, Any]:
     """Evaluate ``names`` on ``test`` (+ the general suite); write the report into ``args.output_dir``.
 

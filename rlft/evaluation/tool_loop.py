@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rlft.core.tool_setup import ToolSetup
+
 
 def tool_answers(complete: Callable[[list[str]], list[str]], tokenizer: Any, prompts: Sequence[Any],
                  tools: list[Callable[..., Any]], max_turns: int, chat_template_kwargs: dict | None = None,
@@ -95,12 +97,12 @@ def start_episodes(prompts: Sequence[Any], rows: Sequence[dict[str, Any]], tools
 
 
 def answers_with_tools(complete: Callable[[list[str]], list[str]], tokenizer: Any, prompts: Sequence[Any],
-                       columns: dict[str, list], tools: tuple[list, int, Any],
+                       columns: dict[str, list], tools: ToolSetup,
                        chat_template_kwargs: dict | None = None) -> tuple[list[str], list[list[dict]], dict]:
     """Greedy answers through the tool loop, for any evaluation (closing check, during training, ``rlft eval``).
 
-    ``tools`` is ``(tool functions, max_turns, episode(row) or None)``; with
-    an environment's ``episode``, each prompt is played in a fresh episode
+    ``tools`` is the run's :class:`~rlft.core.tool_setup.ToolSetup`; with
+    an environment, each prompt is played in a fresh episode
     started from its row (``columns`` are the rows' columns). Returns the
     answers, their transcripts and the columns to add for scoring
     (``{"environments": [...]}`` with an environment, for its reward; else ``{}``).
@@ -114,11 +116,11 @@ def answers_with_tools(complete: Callable[[list[str]], list[str]], tokenizer: An
         ...     return ['<tool_call>\\n{"name": "calculator", "arguments": {"expression": "2*3"}}\\n</tool_call>'
         ...             if "<tool_response>" not in t else "6" for t in texts]
         >>> out, transcripts, extra = answers_with_tools(complete, tok, [[{"role": "user", "content": "2*3?"}]],
-        ...                                               {"answer": ["6"]}, ([calculator], 3, None))
+        ...                                               {"answer": ["6"]}, ToolSetup([calculator], 3))
         >>> out, tool_use_figures(transcripts), extra
         (['6'], {'tool_use': 1.0, 'turns': 2.0}, {})
     """
-    functions, max_turns, episode = tools
+    functions, max_turns, episode = tools.functions, tools.max_turns, tools.episode
     asked, own, extra = list(prompts), None, {}
     if episode is not None:  # a fresh episode per prompt
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]

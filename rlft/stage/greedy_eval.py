@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlft.core.errors import UserError
+from rlft.core.tool_setup import ToolSetup
 from rlft.evaluation.generation import hf_completions
 from rlft.evaluation.scoring import score_outputs
 
@@ -118,7 +119,7 @@ class EvalPlan:
     max_new_tokens: int
     batch_size: int
     chat_template_kwargs: dict | None = None
-    tools: tuple[list, int, Any] | None = None  # (tools, max_turns, episode or None): answer through the tool loop
+    tools: ToolSetup | None = None  # (tools, max_turns, episode or None): answer through the tool loop
 
     def metrics(self) -> list[str]:
         """The metric names an evaluation logs (what ``keep_best`` may name)."""
@@ -252,7 +253,7 @@ class GreedyEvaluation:
 
 
 def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg: Any,
-               tools: tuple[list, int, Any] | None = None) -> None:
+               tools: ToolSetup | None = None) -> None:
     """Refuse, in one line, an evaluation during training that cannot run on this data, rewards or saving."""
     if not during.eval_steps:
         return
@@ -271,7 +272,7 @@ def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg
 
 
 def attach(trainer: Any, during: TrainingEvalArguments, eval_args: Any, test: Any, reward_funcs: list,
-           tokenizer: Any, chat_template_kwargs: dict | None, tools: tuple[list, int, Any] | None = None) -> None:
+           tokenizer: Any, chat_template_kwargs: dict | None, tools: ToolSetup | None = None) -> None:
     """Turn on evaluation during training (``eval_steps``) and the best checkpoint (``keep_best``) for ``trainer``.
 
     ``trainer`` must have :class:`GreedyEvaluation` among its bases

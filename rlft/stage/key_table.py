@@ -1,20 +1,23 @@
-"""Every stage's recipe keys, precomputed, so a bad recipe is refused before torch loads.
+"""Every stage's recipe keys (type, default, old names) as a table, so a recipe is checked before torch loads.
 
 A stage's keys are fields of TRL's config classes, and importing those
-imports torch, transformers and peft (6-8 s on this 2-core machine, most of a
-refusal's time). ``key_table.json`` holds, per stage, each key's type and
-default and the old key names, generated from the same dataclasses
-(``python -m rlft.commands.key_table``), with the versions of TRL and
-transformers and a hash of each rlft module that defines an argument class.
+imports torch, transformers and peft (6-8 s on a 2-core machine, most of a
+refusal's time). The table holds what :func:`rlft.core.recipe.coerce_recipe`
+needs from them: each key's type and default, and the old key names. It is
+generated, never committed: built from the stage's argument dataclasses on
+first use (or by ``make setup``, ``python -m rlft.commands.key_table``) into
+``$RLFT_CACHE/key-tables/`` and read from there afterwards.
 
-:func:`precheck` reads the recipe the way :func:`rlft.core.recipe.parse_recipe`
-does and raises the same one-line errors, in the same words, for an unknown
-key, a wrong type, ``lora_r``, a refused setting (:mod:`rlft.stage.settings`),
-a non-positive count (:func:`rlft.stage.input_checks.check_counts`) and an
-unknown built-in reward. It only refuses what the full parse refuses: when
-the installed libraries or rlft's argument modules differ from the table's,
-or anything is unclear, it says nothing and the full parse decides.
-``tests/test_key_table.py`` checks the table against the dataclasses.
+A table's file name carries a fingerprint of what the table is made of: the
+installed TRL, transformers and peft versions, the name of the stage's TRL
+config class, and every field (name, annotation, default) and old key name
+of rlft's own argument dataclasses, read from the classes themselves (cheap:
+rlft's argument modules import nothing heavy). A change to any of these
+names another file, which is built when first asked for; editing a
+docstring or a comment changes nothing. So a stale table cannot be read:
+the worst a change costs is the time to build the new one, never a
+different message (:mod:`rlft.stage.parsing` reads every recipe through
+this table).
 
 Example:
     >>> encode_type(int | None), decode_type({"union": ["int", "null"]}) == (int | None)
@@ -30,12 +33,15 @@ import json
 import types
 import typing
 from collections.abc import Sequence
-from importlib import metadata, util
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, Union
 
-TABLE = Path(__file__).with_name("key_table.json")
-LIBRARIES = ("trl", "transformers")
+from rlft.core.files import write_atomic
+from rlft.core.models import cache_root
+from rlft.core.recipe import known_keys, renamed_keys
+
+LIBRARIES = ("trl", "transformers", "peft")
 _SCALARS = {"bool": bool, "int": int, "float": float, "str": str, "dict": dict, "null": type(None), "any": Any}
 
 
@@ -81,113 +87,93 @@ def _jsonable(value: Any) -> tuple[bool, Any]:
     return True, value
 
 
-def _fingerprint(modules: Sequence[str]) -> dict[str, str]:
-    """sha256 of each module's source file, found without importing it."""
-    out = {}
-    for name in sorted(set(modules)):
-        spec = util.find_spec(name)
-        if spec is None or not spec.origin:
-            return {}
-        out[name] = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]
-    return out
+def _default(f: dataclasses.Field) -> tuple[bool, Any]:
+    if f.default is not dataclasses.MISSING:
+        return _jsonable(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return _jsonable(f.default_factory())
+    return False, None
 
 
-def _versions() -> dict[str, str]:
-    return {name: metadata.version(name) for name in LIBRARIES}
+def build(types_: Sequence[type]) -> dict[str, Any]:
+    """One stage's table from its argument dataclasses, in parse order (the first class with a key wins).
 
-
-def stage_table(types_: Sequence[type]) -> dict[str, Any]:
-    """One stage's entry, from its argument dataclasses (in parse order: the first class with a key wins)."""
-    from rlft.core.recipe import known_keys, renamed_keys
-
+    Example:
+        >>> @dataclasses.dataclass
+        ... class Args:
+        ...     renamed_keys = {"steps": "max_steps"}
+        ...     max_steps: int | None = None
+        >>> build([Args])
+        {'keys': {'max_steps': {'union': ['int', 'null']}}, 'defaults': {'max_steps': None}, 'renamed': {'steps': 'max_steps'}}
+    """
     defaults: dict[str, Any] = {}
     for cls in types_:
         for f in dataclasses.fields(cls):
-            if not f.init or f.name in defaults:
-                continue
-            if f.default is not dataclasses.MISSING:
-                ok, value = _jsonable(f.default)
-            elif f.default_factory is not dataclasses.MISSING:
-                ok, value = _jsonable(f.default_factory())
-            else:
-                ok, value = False, None
-            if ok:
-                defaults[f.name] = value
-    rlft_modules = [c.__module__ for c in types_ if c.__module__.split(".")[0] == "rlft"]
+            if f.init and f.name not in defaults:
+                ok, value = _default(f)
+                if ok:
+                    defaults[f.name] = value
     return {"keys": {k: encode_type(tp) for k, tp in known_keys(types_).items()}, "defaults": defaults,
-            "renamed": renamed_keys(types_), "modules": _fingerprint(rlft_modules)}
+            "renamed": renamed_keys(types_)}
 
 
-def generate(stages: dict[str, Any]) -> dict[str, Any]:
-    """The whole table from ``{name: TrainingStage}`` (imports TRL: the slow path, run when a class changes).
-
-    ``python -m rlft.commands.key_table`` writes it for every stage.
-    """
-    return {"versions": _versions(),
-            "stages": {name: stage_table(stage.argument_types()) for name, stage in stages.items()}}
-
-
-def _current(stage: str) -> dict[str, Any] | None:
-    """The stage's entry when it matches what is installed and checked out, else ``None``."""
-    try:
-        table = json.loads(TABLE.read_text())
-        entry = table["stages"][stage]
-        if table["versions"] != _versions() or _fingerprint(list(entry["modules"])) != entry["modules"]:
-            return None
-    except (OSError, KeyError, ValueError, metadata.PackageNotFoundError):
-        return None
-    return entry
-
-
-def precheck(stage: str, argv: Sequence[str] | None) -> None:
-    """Refuse a bad recipe with the full parse's one-line error, before any heavy import; else do nothing.
+def fingerprint(rlft_types: Sequence[type], config_name: str) -> str:
+    """What a stage's table is made of, hashed: library versions, the TRL config's name, rlft's fields.
 
     Example:
-        >>> precheck("sft", ["--max_steps", "3"])  # nothing wrong: returns
-        >>> precheck("sft", ["--max_stpes", "3"])
-        Traceback (most recent call last):
-        ...
-        rlft.core.errors.UserError: unknown recipe key 'max_stpes' (on the command line); did you mean 'max_steps'? Run with --help to list valid keys.
+        >>> @dataclasses.dataclass
+        ... class Args:
+        ...     '''A docstring is not part of it.'''
+        ...     max_steps: int = 3
+        >>> a = fingerprint([Args], "trl:SFTConfig")
+        >>> Args.__doc__ = "Edited."
+        >>> a == fingerprint([Args], "trl:SFTConfig"), a == fingerprint([Args], "trl:DPOConfig")
+        (True, False)
     """
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    entry = _current(stage)
-    if entry is None or "--help" in argv or "-h" in argv:
-        return
-    from rlft.core.recipe import coerce_recipe, recipe_sources
-
-    sources = recipe_sources(argv)
-    keys = {k: decode_type(v) for k, v in entry["keys"].items()}
-    resolved = coerce_recipe(sources, keys, entry["renamed"], warn=False)
-    _check_values(stage, resolved, entry["defaults"])
+    parts: list[Any] = [{name: _version(name) for name in LIBRARIES}, config_name]
+    for cls in rlft_types:
+        # a default that is not JSON is recorded by its type: its repr may hold a memory address
+        fields = [(f.name, str(f.type), _default(f)[1] if _default(f)[0] else type(f.default).__name__, f.init)
+                  for f in dataclasses.fields(cls)]
+        parts.append([f"{cls.__module__}.{cls.__qualname__}", fields, getattr(cls, "renamed_keys", {})])
+    return hashlib.sha256(json.dumps(parts, default=repr).encode()).hexdigest()[:16]
 
 
-def _check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """The full parse's value checks that need no library: lora_r, refused settings, counts, reward names."""
-    from types import SimpleNamespace
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
-    from rlft.core.errors import UserError
-    from rlft.stage.input_checks import check_counts
-    from rlft.stage.settings import rules_for
 
-    given = {**defaults, **resolved}
-    if given.get("use_peft") and isinstance(given.get("lora_r"), int) and given["lora_r"] <= 0:
-        raise UserError(f"lora_r must be a positive integer, got {given['lora_r']}")
-    rules = rules_for(stage)
-    for key, value in resolved.items():
-        rule = rules.get(key)
-        if rule is not None and rule.kind == "refused" and key in defaults and value != defaults[key]:
-            raise UserError(f"{key}: not used by rlft {stage}: {rule.why}")
-    check_counts(SimpleNamespace(**given))
-    names = resolved.get("reward_funcs") or []
-    if any(":" not in name for name in names):
-        import rewards
+def folder() -> Path:
+    return cache_root() / "key-tables"
 
-        for name in names:
-            if ":" not in name and name not in rewards.REWARDS:
-                try:
-                    rewards.resolve(name)
-                except rewards.RewardInputError as err:
-                    raise UserError(str(err)) from None
 
+def path_for(stage: Any) -> Path:
+    """Where ``stage``'s table is (or will be) cached: its name and fingerprint."""
+    return folder() / f"{stage.name}-{fingerprint(stage.rlft_argument_types(), stage.config)}.json"
+
+
+def table_for(stage: Any) -> dict[str, Any]:
+    """``stage``'s table: read from the cache, or built from its dataclasses (imports TRL) and cached.
+
+    ``stage`` is a :class:`~rlft.stage.skeleton.TrainingStage`. A table that
+    cannot be written (a read-only cache) is still returned.
+    """
+    path = path_for(stage)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    table = build(stage.argument_types())
+    try:
+        write_atomic(path, json.dumps(table, sort_keys=True) + "\n")
+    except OSError:
+        pass  # the next run builds it again: slower, the same answer
+    return table
+
+
+def types_of(table: dict[str, Any]) -> dict[str, Any]:
+    """The table's keys with their type hints, as :func:`rlft.core.recipe.coerce_recipe` takes them."""
+    return {key: decode_type(encoded) for key, encoded in table["keys"].items()}

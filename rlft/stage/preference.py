@@ -64,7 +64,7 @@ def check_preference_columns(columns: Iterable[str]) -> None:
 class PreferenceStage(TrainingStage):
     """DPO and ORPO: preference columns checked, the trainer built on the merged starting model.
 
-    Subclasses give :meth:`config_class` and :meth:`trainer_class`, and may
+    Subclasses give :attr:`config` and :meth:`trainer_class`, and may
     add trainer keyword arguments (:meth:`trainer_kwargs`, DPO's reference model).
     """
 

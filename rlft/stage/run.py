@@ -36,6 +36,7 @@ from rlft.core.files import write_atomic
 from rlft.core.manifest import write_run_files
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
 from rlft.core.runtime import is_main_process, log_deferred_warnings
+from rlft.core.tool_setup import ToolSetup
 from rlft.stage import progress
 from rlft.stage.training_guards import TrainingGuard, TrainingHalted
 
@@ -45,8 +46,10 @@ logger = logging.getLogger(__name__)
 class StageRun:
     """One stage's run directory, manifest and guarded training loop."""
 
-    def __init__(self, stage: str, recipe: dict[str, Any], run: RunArguments, model_args: Any) -> None:
+    def __init__(self, stage: str, recipe: dict[str, Any], run: RunArguments, model_args: Any,
+                 settled: dict[str, Any] | None = None) -> None:
         self.stage, self.run, self.model_args = stage, run, model_args
+        self.settled = settled if settled is not None else {}  # shared with StageArgs.settled; what the run changed from the recipe on this machine, and why
         self.recipe = {k: v for k, v in recipe.items() if k not in ("resume", "overwrite", "verbose")}  # not part of a rerun
         self.resume_from: str | None = None
         self.trainer: Any = None
@@ -110,7 +113,7 @@ class StageRun:
         return self._record("complete", results)
 
     def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any],
-                 reward_funcs: list, tools: tuple[list, int, Any] | None = None) -> dict[str, Any]:
+                 reward_funcs: list, tools: ToolSetup | None = None) -> dict[str, Any]:
         """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
 
         Call on the main process after the model is saved; the manifest's
@@ -129,7 +132,7 @@ class StageRun:
         if not is_main_process():
             return {}
         return finish_run(self.trainer, self.stage, self.recipe, self.model_args, self.train_rows, results,
-                          status=status)
+                          status=status, settled=self.settled)
 
     def _last_checkpoint(self) -> str:
         found = complete_checkpoints(self.trainer.args.output_dir)
@@ -150,7 +153,8 @@ def launch_info(accelerator: Any) -> dict[str, Any]:
 
 
 def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any, train: Any,
-               results: dict[str, Any], status: str = "complete") -> dict[str, Any]:
+               results: dict[str, Any], status: str = "complete", settled: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """Write ``log_history.jsonl``, ``recipe.yaml``, the manifest and (finished) the model card (rank 0 only)."""
     from rlft.core.models import base_model_id
 
@@ -166,7 +170,7 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
         output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
         data_fingerprint=getattr(train, "_fingerprint", None), results=results,
         launch=launch_info(trainer.accelerator), status=status,
-        load_options=LoadOptions.from_args(model_args, trainer.args).record(),
+        load_options=LoadOptions.from_args(model_args, trainer.args).record(), settled=settled,
     )
     if status == "complete":
         from rlft.stage.model_card import write_model_card

@@ -1,6 +1,6 @@
 """The sequence every training stage follows, written once.
 
-    config -> seed -> output dir checked -> data -> stage checks -> tokenizer
+    config (parsed, then settled for this machine) -> seed -> output dir checked -> data -> stage checks -> tokenizer
     -> model -> trainer (+ evaluation during training) -> directory claimed
     -> guarded train -> save -> greedy before/after check -> manifest
 
@@ -20,26 +20,35 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
-#: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
-#: (local, no account; ``report_to: none`` turns them off).
-STAGE_DEFAULTS = {"report_to": ["tensorboard"]}
+from rlft.core.arguments import DataArguments, EvalArguments, ModelArguments, RewardArguments
+from rlft.core.run_dir import RunArguments
+from rlft.core.runtime import cpu_precision, platform_defaults
+from rlft.core.tool_setup import ToolSetup
+from rlft.stage import parsing
+from rlft.stage.greedy_eval import TrainingEvalArguments
 
 
 class StageArgs:
     """A stage's parsed recipe: each argument group by its class, TRL's config as ``train``.
 
+    ``recipe`` is what the file and the command line set (the resolved
+    recipe, defaults left out: ``key in args.recipe`` is "the user set it");
+    ``settled`` is what :meth:`TrainingStage.settle` changed for this run,
+    each key with its value and why.
+
     Example:
-        >>> from rlft.core.run_dir import RunArguments
         >>> args = StageArgs([RunArguments(resume=True), object()], {"resume": True})
-        >>> args.run.resume, args.recipe
-        (True, {'resume': True})
+        >>> args.run.resume, args.recipe, args.settled
+        (True, {'resume': True}, {})
     """
 
-    def __init__(self, parts: Sequence[Any], recipe: dict[str, Any]) -> None:
-        self.parts, self.recipe = list(parts), recipe
+    def __init__(self, parts: Sequence[Any], recipe: dict[str, Any],
+                 settled: dict[str, dict[str, Any]] | None = None) -> None:
+        self.parts, self.recipe, self.settled = list(parts), recipe, dict(settled or {})
         self.train = self.parts[-1]  # TRL's *Config comes last
 
     def get(self, cls: type) -> Any:
@@ -48,45 +57,46 @@ class StageArgs:
 
     @property
     def data(self) -> Any:
-        from rlft.core.arguments import DataArguments
-
         return self.get(DataArguments)
 
     @property
     def eval(self) -> Any:
-        from rlft.core.arguments import EvalArguments
-
         return self.get(EvalArguments)
 
     @property
     def model(self) -> Any:
-        from rlft.core.arguments import ModelArguments
-
         return self.get(ModelArguments)
 
     @property
     def run(self) -> Any:
-        from rlft.core.run_dir import RunArguments
-
         return self.get(RunArguments)
 
 
 class TrainingStage:
     """The skeleton of a training stage; subclasses fill in what differs.
 
-    Must set :attr:`name` and implement :meth:`config_class` and
+    Must set :attr:`name` and :attr:`config` and implement
     :meth:`build_trainer`; may set :attr:`extra_arguments` and override
-    :meth:`check_data`, :meth:`scoring_rewards`, :meth:`results` and :meth:`close`.
+    :meth:`check_data`, :meth:`settle_config`, :meth:`scoring_rewards`,
+    :meth:`results` and :meth:`close`. Its entry in
+    :mod:`rlft.stage.registry` makes ``rlft <name>`` run it.
     """
 
     name: str = ""
+    config: str = ""  # TRL's config class for this stage, as module:Class (``trl:SFTConfig``)
     extra_arguments: tuple[type, ...] = ()  # argument groups beyond data, eval, model, reward and run
     output_dir: str = ""  # set by run()
+    tools: ToolSetup | None = None  # the recipe's tools, loaded by check_data: training and every evaluation use them
 
     # -- what a stage says about itself --
     def config_class(self) -> type:
-        """TRL's config class for this stage (``SFTConfig``, ``GRPOConfig``, ...)."""
-        raise NotImplementedError
+        """TRL's config class for this stage (imports TRL: the slow half of a parse)."""
+        module, _, name = self.config.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def settle_config(self, args: StageArgs) -> dict[str, tuple[Any, str]]:
+        """TRL settings this stage derives from the recipe, as ``{key: (value, why)}`` (:meth:`settle`)."""
+        return {}
 
     def check_data(self, args: StageArgs, splits: Any) -> None:
         """Refuse data (or settings) this stage cannot train on, before the model loads."""
@@ -101,10 +111,6 @@ class TrainingStage:
 
         return args.get(RewardArguments).build()
 
-    def eval_tools(self, args: StageArgs) -> tuple[list, int, Any] | None:
-        """The closing check's tools, its ``max_turns`` and the environment's ``episode(row)`` (``None``: no tools)."""
-        return None
-
     def results(self, trainer: Any) -> dict[str, Any]:
         """What this stage adds to the manifest's ``results`` once training ended."""
         return {}
@@ -113,58 +119,61 @@ class TrainingStage:
         """Release what :meth:`build_trainer` started (runs even when training fails)."""
 
     # -- the sequence, once --
-    def argument_types(self) -> list[type]:
-        """The recipe's argument groups, in parse order: data, eval (closing, during training), model, rewards,
-        extras, run, TRL config."""
-        from rlft.core.arguments import (
-            DataArguments,
-            EvalArguments,
-            ModelArguments,
-            RewardArguments,
-        )
-        from rlft.core.run_dir import RunArguments
-        from rlft.stage.greedy_eval import TrainingEvalArguments
-
+    def rlft_argument_types(self) -> list[type]:
+        """rlft's own argument groups, in parse order: data, eval (closing, during training), model, rewards,
+        extras, run."""
         return [DataArguments, EvalArguments, TrainingEvalArguments, ModelArguments, RewardArguments,
-                *self.extra_arguments, RunArguments, self.config_class()]
+                *self.extra_arguments, RunArguments]
+
+    def argument_types(self) -> list[type]:
+        """The recipe's argument groups, in parse order: rlft's, then TRL's config."""
+        return [*self.rlft_argument_types(), self.config_class()]
 
     def parse(self, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
-        """The recipe's argument groups (:meth:`argument_types`, one instance each) and the resolved recipe."""
-        from rlft.core.recipe import parse_recipe
-        from rlft.core.runtime import cpu_precision, launcher_precision, platform_defaults
-        from rlft.stage.settings import refuse_set_keys
+        """The recipe's argument groups (:meth:`argument_types`, one instance each) and the resolved recipe.
 
-        classes = self.argument_types()
+        Pure (:mod:`rlft.stage.parsing`): nothing is measured and the environment is left as it was.
+        """
+        return parsing.parse_stage(self, argv)
 
-        def adjust(values: dict[str, Any]) -> dict[str, Any]:
-            refuse_set_keys(self.name, values, classes)  # before TRL's config checks them in its own words
-            return cpu_precision(values)
+    def settle(self, args: StageArgs) -> StageArgs:
+        """The arguments that run on this machine: the parsed ones with what the machine and the stage decide.
 
-        with launcher_precision():  # parsing leaves the environment as it was
-            return parse_recipe(classes, argv, prog=f"rlft {self.name}",
-                                defaults={**STAGE_DEFAULTS, **platform_defaults()}, adjust=adjust)
+        Once per run, after parsing: bf16 off on a CPU where it is slower than
+        float32 (measured once per machine; the ranks of a launch read the
+        first one's figure, :func:`rlft.core.runtime.cpu_bf16_slowdown`), and
+        the TRL settings the stage derives (:meth:`settle_config`). TRL's config
+        is built again from the changed values, so the launcher's precision
+        follows them. ``settled`` names each change and why; the manifest
+        records it.
+        """
+        values = {**parsing.STAGE_DEFAULTS, **platform_defaults(), **args.recipe}
+        changes = {key: (value, "slower than float32 on this CPU (measured)")
+                   for key, value in cpu_precision(values).items() if values.get(key) != value}
+        changes.update(self.settle_config(args))
+        if not changes:
+            return args
+        values.update({key: value for key, (value, _) in changes.items()})
+        return StageArgs(parsing.build_instances(self.argument_types(), values), args.recipe,
+                         {**args.settled, **{key: {"value": v, "why": why} for key, (v, why) in changes.items()}})
 
     def run(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
-        """Parse, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
-        from rlft.stage.key_table import precheck
-
-        precheck(self.name, argv)  # a bad recipe refused in its one line before torch loads
+        """Parse, settle, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
+        args = self.settle(StageArgs(*self.parse(argv)))  # a bad recipe is refused before torch loads
         from transformers import set_seed
 
         from rlft.core.console import close_run_log
         from rlft.core.runtime import defer_warning, setup_logging
         from rlft.stage.run import StageRun
-        from rlft.stage.settings import check_settings
 
-        args = StageArgs(*self.parse(argv))
-        idle = check_settings(self.name, args)  # set but idle here (refused keys: the parse refused them)
+        idle = parsing.idle_keys(self.name, args)  # set but idle here (refused keys: the parse refused them)
         if idle:
             defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
         cfg = args.train
         self.output_dir = cfg.output_dir
         setup_logging(cfg.log_level if cfg.log_level != "passive" else "info", verbose=args.run.verbose)
         set_seed(cfg.seed)
-        record = StageRun(self.name, args.recipe, args.run, args.model)
+        record = StageRun(self.name, args.recipe, args.run, args.model, settled=args.settled)
         record.check(cfg.output_dir)  # opens the run log: closed (removed if never claimed) whatever happens
         try:
             return self._checked_run(args, record)
@@ -186,7 +195,7 @@ class TrainingStage:
         self.check_data(args, splits)
         during = args.get(greedy_eval.TrainingEvalArguments)
         scoring = self.scoring_rewards(args) if args.eval.eval_before_after or during.eval_steps else []
-        greedy_eval.check_plan(during, splits["test"], scoring, cfg, self.eval_tools(args))
+        greedy_eval.check_plan(during, splits["test"], scoring, cfg, self.tools)
         tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
         input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
         model = models.load_model(args.model.model_name_or_path, args.model.dtype, options=options)  # adapters merged
@@ -195,7 +204,7 @@ class TrainingStage:
         try:
             trainer = self.build_trainer(args, splits, tokenizer, model)
             greedy_eval.attach(trainer, during, args.eval, splits["test"], scoring, tokenizer,
-                               args.model.chat_template_kwargs, self.eval_tools(args))
+                               args.model.chat_template_kwargs, self.tools)
             record.begin(trainer, splits["train"])
             record.train()
             trainer.save_model(cfg.output_dir)  # with final_model: best, the best checkpoint's weights
@@ -206,4 +215,4 @@ class TrainingStage:
             self.close()
         if not is_main_process():
             return {}
-        return record.conclude(tokenizer, splits["test"], args.eval, results, scoring, tools=self.eval_tools(args))
+        return record.conclude(tokenizer, splits["test"], args.eval, results, scoring, tools=self.tools)

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlft.core.errors import UserError
+from rlft.core.tool_setup import ToolSetup
 from rlft.tools.loading import ToolStats, check_schema, import_object, load_tools, timed
 
 NOT_TOOLS = ("reset", "get_reward")
@@ -121,22 +122,38 @@ def environment_tools(env: Any) -> list[Callable[..., Any]]:
     return [getattr(env, name) for name in tool_names(type(env))]
 
 
-def tool_setup(tool_args: Any, row: dict[str, Any]) -> tuple[list, int, Any] | None:
-    """The recipe's tools for an evaluation: ``(tools, max_turns, episode(row) or None)``, or ``None`` without.
+def tool_setup(tool_args: Any, row: dict[str, Any], reward_funcs: list[str] | None = None) -> ToolSetup | None:
+    """The recipe's tools and environment, loaded and checked once: a :class:`ToolSetup`, or ``None`` without.
 
-    The same loading and checks as GRPO's (:func:`rlft.tools.loading.load_tools`,
-    :func:`load_environment`), the environment started on ``row``.
+    The one place a run's tools are built (GRPO, SFT, ``rlft eval``): each
+    tool imported and checked as TRL will read it (:func:`load_tools`), the
+    environment checked on ``row`` (:func:`load_environment`), no tool
+    sharing a name with an environment method. With ``reward_funcs`` (a
+    training stage's), the environment's ``get_reward`` and the
+    ``environment`` reward must come together.
 
     Example:
         >>> from rlft.tools.loading import ToolArguments
-        >>> tools, turns, play = tool_setup(ToolArguments(tools=["rlft.tools:calculator"], max_turns=3), {})
-        >>> [t.__name__ for t in tools], turns, play
+        >>> setup = tool_setup(ToolArguments(tools=["rlft.tools:calculator"], max_turns=3), {})
+        >>> setup.names, setup.max_turns, setup.episode
         (['calculator'], 3, None)
     """
     if not (tool_args.tools or tool_args.environment):
         return None
     stats = ToolStats()
     tools = load_tools(tool_args.tools, tool_args.tool_timeout, stats)
-    env = load_environment(tool_args.environment, tool_args.tool_timeout, stats, row) if tool_args.environment \
-        else None
-    return tools, tool_args.max_turns, functools.partial(episode, env) if env else None
+    if not tool_args.environment:
+        return ToolSetup(tools, tool_args.max_turns, stats=stats)
+    env = load_environment(tool_args.environment, tool_args.tool_timeout, stats, row)
+    clash = {t.__name__ for t in tools} & {t.__name__ for t in environment_tools(env())}
+    if clash:
+        raise UserError(f"tools: {', '.join(sorted(clash))} is both a tool and a method of the environment "
+                        "(the model calls tools by name)")
+    if reward_funcs is not None:
+        named = "environment" in reward_funcs
+        if has_reward(env) and not named:
+            raise UserError(f"environment: {tool_args.environment} scores its episodes (get_reward), but "
+                            "reward_funcs does not name it: add `environment` to reward_funcs")
+        if named and not has_reward(env):
+            raise UserError(f"reward_funcs names `environment`, but {tool_args.environment} has no get_reward()")
+    return ToolSetup(tools, tool_args.max_turns, env, functools.partial(episode, env), stats)

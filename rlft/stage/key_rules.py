@@ -1,4 +1,4 @@
-"""Every key a stage accepts, and what happens to it: used, used only under a condition, or refused.
+"""What happens to every key a stage accepts: used, used only under a condition, or refused.
 
 A stage's parser accepts the fields of rlft's argument groups, of TRL's
 ``ModelConfig`` (through :class:`rlft.core.arguments.ModelArguments`) and of
@@ -16,19 +16,23 @@ is listed here, by name, with its fate:
   set to anything but its default, the run stops with one line saying what to
   use instead, before anything loads.
 
+The tables shared by every stage are here; each stage's own table
+(``SFT_KEYS``, ``GRPO_KEYS``, ...) is named by its entry in
+:mod:`rlft.stage.registry`, and :func:`rlft.stage.registry.rules_for` joins
+them. The parse applies them (:mod:`rlft.stage.parsing`).
 ``tests/test_settings.py`` walks every field of every stage and fails on one
 that is not listed, so a new TRL or transformers field cannot be accepted
 silently.
 
 Example:
-    >>> rules_for("grpo")["use_vllm"].kind
+    >>> with_common_rules(GRPO_KEYS)["use_vllm"].kind
     'refused'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -152,7 +156,7 @@ def _own_engine(args: Any) -> bool:
 
 
 RLFT_SETS = "rlft sets it: engine: vllm is TRL's colocate mode on CUDA and rlft's own engine on CPU (docs/scaling.md)"
-GRPO = {
+GRPO_KEYS = {
     **_names("""beta cast_lm_head_to_fp32 chat_template_kwargs delta disable_dropout entropy_coef entropy_coef_delta
                 entropy_coef_max entropy_coef_min entropy_target epsilon epsilon_high generation_batch_size
                 importance_sampling_level log_completions log_completions_hub_repo log_multimodal log_unique_prompts
@@ -189,7 +193,7 @@ GRPO = {
     **_names("engine on_reward_error skip_zero_advantage length_buckets", USED),
 }
 
-SFT = {
+SFT_KEYS = {
     **_names("""activation_offloading assistant_only_loss chat_template_path completion_only_loss dataset_kwargs
                 dataset_num_proc eos_token loss_type max_length packing packing_strategy pad_to_multiple_of
                 pad_token padding_free router_aux_loss_coef shuffle_dataset truncation_mode sft_target_column""",
@@ -202,80 +206,27 @@ SFT = {
     "eval_packing": refused(NO_EVAL),
 }
 
-DPO = _names("""activation_offloading beta dataset_num_proc disable_dropout discopop_tau f_alpha_divergence_coef
+DPO_KEYS = _names("""activation_offloading beta dataset_num_proc disable_dropout discopop_tau f_alpha_divergence_coef
                 f_divergence_type label_smoothing ld_alpha loss_type loss_weights max_length pad_to_multiple_of
                 pad_token padding_free precompute_ref_batch_size precompute_ref_log_probs ref_model_mixup_alpha
                 ref_model_sync_steps router_aux_loss_coef sync_ref_model truncation_mode use_weighting""", USED)
 
-ORPO = {
+ORPO_KEYS = {
     **_names("beta dataset_num_proc disable_dropout is_encoder_decoder max_completion_length max_length "
              "padding_value", USED),
     "generate_during_eval": refused(NO_EVAL),
 }
 
 NOT_SFT = refused("sft_target_column is the SFT stage's; this stage does not read it")
-STAGES = {"sft": SFT, "dpo": DPO, "orpo": ORPO, "grpo": GRPO}
 
 
-def rules_for(stage: str) -> dict[str, Rule]:
-    """Every key the stage accepts, with its :class:`Rule`.
+def with_common_rules(stage_rules: Mapping[str, Rule]) -> dict[str, Rule]:
+    """A stage's own rules on top of the ones every stage shares (the stage's win).
 
     Example:
-        >>> rules_for("sft")["sft_target_column"].kind, rules_for("dpo")["sft_target_column"].kind
+        >>> with_common_rules(SFT_KEYS)["sft_target_column"].kind, with_common_rules(DPO_KEYS)["sft_target_column"].kind
         ('used', 'refused')
     """
-    rules = {**TRAINER_USED, **TRAINER_REFUSED, **MODEL, **RLFT, **COMMON_TRL, **STAGES[stage]}
+    rules = {**TRAINER_USED, **TRAINER_REFUSED, **MODEL, **RLFT, **COMMON_TRL, **stage_rules}
     rules.setdefault("sft_target_column", NOT_SFT)
     return rules
-
-
-def _defaults(parts: list[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        for f in fields(part):
-            if f.default is not MISSING:
-                out.setdefault(f.name, f.default)
-            elif f.default_factory is not MISSING:
-                out.setdefault(f.name, f.default_factory())
-    return out
-
-
-def refuse_set_keys(stage: str, values: dict[str, Any], parts: Sequence[Any]) -> None:
-    """Raise the one-line ``UserError`` for a refused key that ``values`` sets to other than its default.
-
-    ``parts`` are the argument classes (or their instances) that hold the defaults. The stage's
-    parse calls it before it builds TRL's config, whose own checks would otherwise answer first
-    in other words (transformers refuses ``load_best_model_at_end`` without an eval strategy).
-
-    Example:
-        >>> from rlft.core.run_dir import RunArguments
-        >>> refuse_set_keys("grpo", {"do_train": True}, [RunArguments])
-        Traceback (most recent call last):
-        ...
-        rlft.core.errors.UserError: do_train: not used by rlft grpo: rlft stages always train; drop it
-    """
-    from rlft.core.errors import UserError
-
-    rules, defaults = rules_for(stage), _defaults(list(parts))
-    for key, value in values.items():
-        rule = rules.get(key)
-        if rule is not None and rule.kind == "refused" and value != defaults.get(key, object()):
-            raise UserError(f"{key}: not used by rlft {stage}: {rule.why}")
-
-
-def check_settings(stage: str, args: Any) -> list[str]:
-    """The keys the recipe sets that do nothing here; the caller warns about them.
-
-    A key counts as set when the recipe or the command line gives it a value
-    other than its default. Refused keys never get here: the stage's parse
-    refused them (:func:`refuse_set_keys`).
-    """
-    rules, defaults = rules_for(stage), _defaults(args.parts)
-    idle = []
-    for key, value in args.recipe.items():
-        rule = rules.get(key)
-        if rule is None or value == defaults.get(key, object()):
-            continue
-        if rule.kind == "only_with" and not rule.holds(args):
-            idle.append(f"{key} (only with {rule.why})")
-    return idle

@@ -1,0 +1,164 @@
+"""The one way a training stage reads its recipe, and the checks it makes, in one order:
+
+    argv -> recipe file + command line -> the stage's key table (types, defaults, old names)
+         -> values converted, unknown keys and wrong types refused
+         -> rlft's value checks (refused keys, lora_r, counts, reward names)
+         -> the argument dataclasses (TRL's config last)
+
+Everything up to the dataclasses reads the key table
+(:mod:`rlft.stage.key_table`) and imports no third-party package, so a bad
+recipe is refused in its one line before torch loads; the table is the
+dataclasses' own fields, so the words are the same whether the table was
+cached or had to be built. Each check is written once, here or in
+:mod:`rlft.core.recipe`.
+
+Parsing is pure: it reads the machine's platform defaults (``use_cpu`` where
+no GPU is visible) but measures nothing and leaves the process environment as
+it found it. What the machine decides (bf16 on a CPU where it is slow, the
+launcher's precision, TRL settings a stage derives) happens once, after
+parsing, in :meth:`rlft.stage.skeleton.TrainingStage.settle`.
+
+Example:
+    >>> check_values("sft", {"max_steps": 0}, {})
+    Traceback (most recent call last):
+    ...
+    rlft.core.errors.UserError: max_steps must be positive (or -1 to train num_train_epochs), got 0
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from types import SimpleNamespace
+from typing import Any
+
+import rewards
+from rlft.core.errors import UserError
+from rlft.core.recipe import coerce_recipe, help_text, recipe_sources
+from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
+from rlft.stage import key_table
+from rlft.stage.input_checks import check_counts
+from rlft.stage.registry import rules_for
+
+#: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
+#: (local, no account; ``report_to: none`` turns them off).
+STAGE_DEFAULTS = {"report_to": ["tensorboard"]}
+
+
+def parse_stage(stage: Any, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
+    """``stage``'s argument groups (one instance each, in :meth:`argument_types` order) and the resolved recipe.
+
+    ``--help`` prints every key and exits 0. The resolved recipe is what the
+    file and the command line set, converted to the keys' types and under the
+    keys' current names; defaults stay out of it.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        sys.stdout.write(help_text(stage.argument_types(), f"rlft {stage.name}") + "\n")
+        raise SystemExit(0)
+    resolved = read_values(stage, argv)
+    return build_instances(stage.argument_types(), {**STAGE_DEFAULTS, **platform_defaults(), **resolved}), resolved
+
+
+def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str, Any]:
+    """The recipe's values for ``stage``, checked against its key table: the fast half of the parse.
+
+    Example:
+        >>> from rlft.stage.registry import get
+        >>> read_values(get("grpo").stage(), ["--max_steps", "3", "--rollout_engine", "vllm"], warn=False)
+        {'max_steps': 3, 'engine': 'vllm'}
+    """
+    table = key_table.table_for(stage)
+    resolved = coerce_recipe(recipe_sources(argv), key_table.types_of(table), table["renamed"], warn=warn)
+    check_values(stage.name, resolved, table["defaults"])
+    return resolved
+
+
+def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """rlft's checks of a recipe's values that need no library: refused keys, lora_r, counts, reward names.
+
+    Refused keys come first, so a refused setting gets rlft's words before
+    TRL or transformers check it in theirs.
+    """
+    refuse_set_keys(stage, resolved, defaults)
+    given = {**defaults, **resolved}
+    if given.get("use_peft") and isinstance(given.get("lora_r"), int) and given["lora_r"] <= 0:
+        raise UserError(f"lora_r must be a positive integer, got {given['lora_r']}")
+    check_counts(SimpleNamespace(**given))
+    for name in resolved.get("reward_funcs") or []:
+        if ":" not in name and name not in rewards.REWARDS:  # dotted paths are imported with the rewards
+            try:
+                rewards.resolve(name)
+            except rewards.RewardInputError as err:
+                raise UserError(str(err)) from None
+
+
+def refuse_set_keys(stage: str, values: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Raise the one-line ``UserError`` for a refused key that ``values`` sets to other than its default.
+
+    Example:
+        >>> refuse_set_keys("grpo", {"do_train": True}, {"do_train": False})
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: do_train: not used by rlft grpo: rlft stages always train; drop it
+    """
+    rules = rules_for(stage)
+    for key, value in values.items():
+        rule = rules.get(key)
+        if rule is not None and rule.kind == "refused" and value != defaults.get(key, object()):
+            raise UserError(f"{key}: not used by rlft {stage}: {rule.why}")
+
+
+def build_instances(classes: Sequence[type], values: dict[str, Any]) -> list[Any]:
+    """One instance of each class from the keys it has (a dataclass's own check: one line).
+
+    transformers reads the launcher's precision (``ACCELERATE_MIXED_PRECISION``)
+    while it builds ``TrainingArguments``, so the variable follows the values
+    while they are built (:func:`rlft.core.runtime.launcher_follows_recipe`)
+    and is restored afterwards.
+
+    Example:
+        >>> from rlft.core.arguments import EvalArguments
+        >>> build_instances([EvalArguments], {"eval_samples": 5, "max_steps": 3})
+        [EvalArguments(eval_before_after=True, eval_samples=5, eval_max_new_tokens=96, eval_batch_size=16)]
+    """
+    instances = []
+    with launcher_precision():
+        launcher_follows_recipe(values)
+        for cls in classes:
+            names = {f.name for f in fields(cls) if f.init}
+            try:
+                instances.append(cls(**{k: v for k, v in values.items() if k in names}))
+            except (ValueError, TypeError) as err:
+                raise UserError(f"invalid recipe: {err}") from None
+    return instances
+
+
+def defaults_of(parts: Sequence[Any]) -> dict[str, Any]:
+    """Each field's default over ``parts`` (classes or instances; the first one with a field wins)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for f in fields(part):
+            if f.default is not MISSING:
+                out.setdefault(f.name, f.default)
+            elif f.default_factory is not MISSING:
+                out.setdefault(f.name, f.default_factory())
+    return out
+
+
+def idle_keys(stage: str, args: Any) -> list[str]:
+    """The keys the recipe sets that do nothing in this run (``only_with`` a condition that does not hold).
+
+    A key counts as set when the recipe or the command line gives it a value
+    other than its default. Refused keys never get here: the parse refused them.
+    """
+    rules, defaults = rules_for(stage), defaults_of(args.parts)
+    idle = []
+    for key, value in args.recipe.items():
+        rule = rules.get(key)
+        if rule is None or value == defaults.get(key, object()):
+            continue
+        if rule.kind == "only_with" and not rule.holds(args):
+            idle.append(f"{key} (only with {rule.why})")
+    return idle
