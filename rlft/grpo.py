@@ -60,7 +60,7 @@ class GRPO(TrainingStage):
         changes = {}
         if self.backend == TRL_COLOCATE:
             if importlib.util.find_spec("vllm") is None:
-                self.fall_back(rollout, "vllm is not installed (pip install 'rlft[gpu]')")
+                self.fall_back(rollout, "vllm is not installed (pip install 'rlft[gpu]')", defer=True)
             else:
                 changes = {key: (value, "engine: vllm on CUDA is TRL's colocate mode")
                            for key, value in colocate_settings(rollout).items()}
@@ -124,16 +124,19 @@ class GRPO(TrainingStage):
             self.fall_back(rollout, str(err))
             return None
 
-    def fall_back(self, rollout, reason: str) -> None:
-        """vLLM cannot start: generate with transformers (warned, recorded), or stop in one line."""
+    def fall_back(self, rollout, reason: str, defer: bool = False) -> None:
+        """vLLM cannot start: generate with transformers (warned, recorded), or stop in one line.
+
+        ``defer``: found while settling the recipe, before the run's log is open (logged once it is).
+        """
         if rollout.rollout_fallback == "error":
             raise UserError(f"engine: vllm could not start ({reason}); rollout_fallback: error stops here "
                             "(rollout_fallback: hf generates with transformers instead)")
         warning = f"vLLM engine unavailable ({reason}); generating with transformers (engine: hf) instead"
-        if self.output_dir:  # the run has started: its log is open
-            logger.warning(warning)
-        else:  # settling the recipe: logged once the output directory is accepted
+        if defer:
             defer_warning(warning)
+        else:
+            logger.warning(warning)
         self.fallback = {"fallback_from": "vllm", "fallback_reason": reason}
 
     def results(self, trainer) -> dict:

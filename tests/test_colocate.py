@@ -204,14 +204,17 @@ def test_on_cuda_without_vllm_installed_the_fallback_applies(fallback, monkeypat
     import importlib.util
 
     from rlft.rollout.engine import RolloutArguments
+    from rlft.tools.loading import ToolArguments
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(Launch, "current", classmethod(lambda cls: GPU))
     stage, rollout = grpo.GRPO(), RolloutArguments(engine="vllm", rollout_fallback=fallback)
-    args = SimpleNamespace(train=SimpleNamespace(use_vllm=False, bf16=True), model=SimpleNamespace())
+    args = SimpleNamespace(model=SimpleNamespace(load_in_4bit=False),
+                           get={RolloutArguments: rollout, ToolArguments: ToolArguments()}.get)
     if fallback == "error":
         with pytest.raises(UserError, match="vllm is not installed"):
-            stage.colocate(rollout, args)
+            stage.settle_config(args)
         return
-    assert stage.colocate(rollout, args) is None and args.train.use_vllm is False  # TRL generates itself
+    assert stage.settle_config(args) == {}  # no colocate settings: TRL generates itself
     assert stage.fallback == {"fallback_from": "vllm", "fallback_reason": "vllm is not installed (pip install "
                                                                           "'rlft[gpu]')"}
