@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import json
 import pkgutil
 import subprocess
 import sys
@@ -98,3 +99,54 @@ def test_rewards_imports_neither_torch_nor_rlft():
     assert out.stdout.strip() == "[]"
     for path in sorted((REPO / "rewards").rglob("*.py")):
         assert not rlft_imports(path), f"{path.name} imports rlft"
+
+
+# -- imports where a reader expects them ------------------------------------------------------------------------
+# The fast path: what `rlft <name>` imports before a recipe is parsed (the entry modules and what they import at
+# module level). A bad recipe is refused there in one line, so nothing on it may import torch & co. at module
+# level; an import inside a function is the boundary that keeps it so, and is allowed only there, for a module
+# that is not itself on the fast path (a heavy library, or rlft code that loads one).
+HEAVY = ("torch", "transformers", "trl.trainer", "peft", "datasets", "accelerate", "deepspeed", "vllm")
+# optional packages rlft works without (imported where a user's setting needs them)
+OPTIONAL = {"vllm", "bitsandbytes", "gguf", "playwright", "llama_cpp", "liger_kernel", "flash_attn"}
+FAST_PATH = """
+import importlib, json, sys
+from rlft.stage import registry
+for entry in registry.entries():
+    importlib.import_module(entry.module)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.fixture(scope="module")
+def fast_path():
+    proc = subprocess.run([sys.executable, "-c", FAST_PATH], cwd=REPO, capture_output=True, text=True, check=True)
+    return set(json.loads(proc.stdout))
+
+
+def test_the_fast_path_loads_no_heavy_library(fast_path):
+    assert not [m for m in HEAVY if m in fast_path], "a module rlft imports before parsing loads a heavy library"
+
+
+def _function_level_imports(path):
+    tree = ast.parse(path.read_text())
+    top = {id(node) for stmt in tree.body for node in ast.walk(stmt) if stmt in tree.body
+           and (isinstance(stmt, ast.Import | ast.ImportFrom | ast.If | ast.Try))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            yield from ((node.lineno, name) for name in names)
+
+
+def test_imports_inside_functions_only_keep_the_fast_path_fast(fast_path):
+    stdlib = set(sys.stdlib_module_names)
+    misplaced = []
+    for path in sorted((REPO / "rlft").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for line, name in _function_level_imports(path):
+            root = name.split(".")[0]
+            light = name in fast_path or root in stdlib
+            if root in OPTIONAL or (module in fast_path and not light):
+                continue  # an optional package, or the boundary that keeps the fast path fast
+            misplaced.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    assert not misplaced, "move these imports to the top of their module:\n" + "\n".join(misplaced)
