@@ -106,7 +106,7 @@ def test_rewards_imports_neither_torch_nor_rlft():
 # module level). A bad recipe is refused there in one line, so nothing on it may import torch & co. at module
 # level; an import inside a function is the boundary that keeps it so, and is allowed only there, for a module
 # that is not itself on the fast path (a heavy library, or rlft code that loads one).
-HEAVY = ("torch", "transformers", "trl.trainer", "peft", "datasets", "accelerate", "deepspeed", "vllm")
+HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate", "deepspeed", "vllm")  # trl itself is lazy
 # optional packages rlft works without (imported where a user's setting needs them)
 OPTIONAL = {"vllm", "bitsandbytes", "gguf", "playwright", "llama_cpp", "liger_kernel", "flash_attn"}
 FAST_PATH = """
