@@ -19,7 +19,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+import trl
+
 from rlft.core.errors import run_cli
+from rlft.core.models import load_model
 from rlft.stage.preference import PreferenceStage
 
 
@@ -28,16 +31,12 @@ class DPO(PreferenceStage):
     config = "trl:DPOConfig"
 
     def trainer_class(self) -> type:
-        from trl import DPOTrainer
-
-        return DPOTrainer
+        return trl.DPOTrainer
 
     def trainer_kwargs(self, args) -> dict:
         if args.model.use_peft:
             return {}  # the reference is the policy with its adapter disabled
         # Full fine-tuning: a frozen copy of the starting model (TRL's default would reload the raw base).
-        from rlft.core.models import load_model
-
         return {"ref_model": load_model(args.model.model_name_or_path, args.model.dtype).eval()}
 
 
@@ -47,11 +46,12 @@ def parse(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the DPO stage; returns the manifest written to the output directory."""
-    from rlft.evaluation.closing import closing_text
-
     stage = DPO()
     manifest = stage.run(argv)
     if manifest:
+        # imported only now, after the recipe was parsed: rlft.evaluation.closing loads transformers
+        from rlft.evaluation.closing import closing_text
+
         print(closing_text(manifest, stage.output_dir))
     return manifest
 

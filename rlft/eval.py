@@ -30,15 +30,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from rlft.core.errors import run_cli
+from rlft.core import data, models
+from rlft.core.arguments import DataArguments, EvalArguments, RewardArguments
+from rlft.core.errors import UserError, run_cli
+from rlft.core.recipe import parse_recipe
+from rlft.core.run_dir import RunArguments, check_output_dir
+from rlft.core.runtime import log_deferred_warnings, setup_logging
+from rlft.evaluation.compare import EvalRunArguments, base_of, evaluate, expand_models, gather_list
+from rlft.tools.environments import tool_setup
+from rlft.tools.loading import ToolArguments
 
 
 def parse(argv: Sequence[str] | None):
-    from rlft.core.arguments import DataArguments, EvalArguments, RewardArguments
-    from rlft.core.recipe import parse_recipe
-    from rlft.evaluation.compare import EvalRunArguments, gather_list
-    from rlft.tools.loading import ToolArguments
-
     argv = gather_list(sys.argv[1:] if argv is None else argv, "--models")
     return parse_recipe([DataArguments, EvalArguments, RewardArguments, ToolArguments, EvalRunArguments], argv,
                         prog="rlft eval")
@@ -48,13 +51,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation; returns ``results.json``'s content."""
     (data_args, eval_args, reward_args, tool_args, args), recipe = parse(argv)
 
-    from rlft.core import data, models
-    from rlft.core.errors import UserError
-    from rlft.core.run_dir import RunArguments, check_output_dir
-    from rlft.core.runtime import log_deferred_warnings, setup_logging
-    from rlft.evaluation.compare import base_of, evaluate, expand_models
     from rlft.tools.chat import enable_tool_calls
-    from rlft.tools.environments import tool_setup
 
     setup_logging("info")
     check_output_dir(args.output_dir, RunArguments(overwrite=args.overwrite))

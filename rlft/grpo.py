@@ -20,13 +20,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from rlft.core import models
 from rlft.core.accelerator import RLFT_ENGINE, TRL_COLOCATE, Launch, rollout_backend
 from rlft.core.arguments import RewardArguments, RewardFailureArguments
 from rlft.core.data import require_columns
 from rlft.core.errors import UserError, run_cli
 from rlft.core.runtime import defer_warning
-from rlft.rollout.colocate import colocate_settings
-from rlft.rollout.engine import RolloutArguments, resolve_sync
+from rlft.rollout import engine as rollout_engine
+from rlft.rollout.colocate import ColocateEngine, colocate_settings, with_engine_start
+from rlft.rollout.engine import EngineStartError, RolloutArguments, resolve_sync
 from rlft.stage.input_checks import checked_rewards
 from rlft.stage.skeleton import TrainingStage
 from rlft.tools.environments import tool_setup
@@ -83,8 +85,6 @@ class GRPO(TrainingStage):
                                             args.get(RewardFailureArguments).on_reward_error)
 
     def build_trainer(self, args, splits, tokenizer, model):
-        from rlft.core import models
-        from rlft.rollout.colocate import ColocateEngine, with_engine_start
         from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
@@ -116,10 +116,8 @@ class GRPO(TrainingStage):
 
     def start_engine(self, rollout, args, tokenizer, model):
         """rlft's vLLM engine (CPU; CUDA with vllm_sync: adapter); if it cannot start, :meth:`fall_back`."""
-        from rlft.rollout.engine import EngineStartError, make_engine
-
         try:
-            return make_engine(rollout, args.train, args.model, tokenizer, start_model=model)
+            return rollout_engine.make_engine(rollout, args.train, args.model, tokenizer, start_model=model)
         except EngineStartError as err:
             self.fall_back(rollout, str(err))
             return None
@@ -158,11 +156,12 @@ def parse(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the GRPO stage; returns the manifest written to the output directory."""
-    from rlft.evaluation.closing import closing_text
-
     stage = GRPO()
     manifest = stage.run(argv)
     if manifest:
+        # imported only now, after the recipe was parsed: rlft.evaluation.closing loads transformers
+        from rlft.evaluation.closing import closing_text
+
         print(closing_text(manifest, stage.output_dir))
     return manifest
 

@@ -40,11 +40,12 @@ def parse(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the ORPO stage; returns the manifest written to the output directory."""
-    from rlft.evaluation.closing import closing_text
-
     stage = ORPO()
     manifest = stage.run(argv)
     if manifest:
+        # imported only now, after the recipe was parsed: rlft.evaluation.closing loads transformers
+        from rlft.evaluation.closing import closing_text
+
         print(closing_text(manifest, stage.output_dir))
     return manifest
 

@@ -27,10 +27,14 @@ the output directory holds the adapter, the tokenizer, ``recipe.yaml`` and
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import trl
+
+from rlft.core import data, models
 from rlft.core.errors import run_cli
 from rlft.stage.skeleton import TrainingStage
 from rlft.tools.environments import tool_setup
@@ -59,9 +63,6 @@ class SFT(TrainingStage):
 
     def build_trainer(self, args, splits, tokenizer, model):
         """TRL ``SFTTrainer``: loss on completions, or on the assistant turns of ``messages`` rows."""
-        from trl import SFTTrainer
-
-        from rlft.core import models
         from rlft.stage.trainers import stage_trainer
 
         if self.tools:  # a template that renders the tools (saved with the run, so GRPO renders them alike)
@@ -69,7 +70,7 @@ class SFT(TrainingStage):
 
             enable_tool_calls(tokenizer, args.model.model_name_or_path)
         functions = self.tools.functions if self.tools else ()
-        return stage_trainer(SFTTrainer)(
+        return stage_trainer(trl.SFTTrainer)(
             model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer, functions),
             processing_class=tokenizer, peft_config=models.lora_config(args.model),
         )
@@ -97,11 +98,7 @@ def sft_rows(args, train, tokenizer, tools=()):
         >>> sft_rows(args, rows, tokenizer=None)[0]["chat_template_kwargs"]
         {'enable_thinking': False}
     """
-    import json
-
     from transformers.utils import get_json_schema
-
-    from rlft.core import data
 
     train = data.for_sft(train, args.data.sft_target_column)
     options = dict(args.model.chat_template_kwargs or {})
@@ -126,11 +123,12 @@ def parse(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the SFT stage; returns the manifest written to the output directory."""
-    from rlft.evaluation.closing import closing_text
-
     stage = SFT()
     manifest = stage.run(argv)
     if manifest:
+        # imported only now, after the recipe was parsed: rlft.evaluation.closing loads transformers
+        from rlft.evaluation.closing import closing_text
+
         print(closing_text(manifest, stage.output_dir))
     return manifest
 

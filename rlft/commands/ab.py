@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rlft.core.errors import UserError, run_cli
+from rlft.core.files import write_atomic
+from rlft.evaluation.metrics import bootstrap_mean
 
 
 def labels(k: int) -> list[str]:
@@ -124,7 +126,6 @@ def tally(secret: dict[str, Any], ratings: list[dict[str, str]], resamples: int 
             raise UserError(f"rating {rating['id']!r} has choice {choice!r}; expected one of the labels or tie")
     if not per_item:
         raise UserError("no ratings to tally")
-    from rlft.evaluation.metrics import bootstrap_mean
 
     out = {}
     for i, model in enumerate(models):
@@ -143,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=None, help="rate this many prompts (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from rlft.core.files import write_atomic
 
     path = Path(args.samples)
     if not path.exists():

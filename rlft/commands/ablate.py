@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import logging
@@ -39,7 +40,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlft.commands.pipeline import as_flags, check_parses, completed, run_step
 from rlft.core.errors import UserError, run_cli
+from rlft.core.files import write_atomic
+from rlft.core.run_dir import complete_checkpoints
+from rlft.core.runtime import setup_logging
 from rlft.stage import registry
 
 logger = logging.getLogger("rlft.commands.ablate")
@@ -121,15 +126,12 @@ def save_or_check_plan(plan: dict[str, Any], out: Path) -> None:
             raise UserError(f"{out} holds another ablation ({grid}, seeds {old.get('seeds')}); choose another "
                             "--out, or delete it to start over")
         return
-    from rlft.core.files import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(plan, indent=2) + "\n")
 
 
 def cell_flags(plan: dict[str, Any], cell: dict[str, Any]) -> list[str]:
-    from rlft.commands.pipeline import as_flags
-
     flags = []
     for key, value in {**plan["set"], **cell["overrides"]}.items():
         flags += as_flags({key: value})
@@ -138,10 +140,6 @@ def cell_flags(plan: dict[str, Any], cell: dict[str, Any]) -> list[str]:
 
 def check_cells(plan: dict[str, Any]) -> None:
     """Parse every cell's recipe with its overrides before any runs (a typo in the grid fails now)."""
-    import importlib
-
-    from rlft.commands.pipeline import check_parses
-
     parse = importlib.import_module(registry.get(plan["stage"]).module).parse
     # one cell per setting: seeds change nothing a parse checks
     check_parses([(f"cell {cell['setting']}", parse, [plan["recipe"], *cell_flags(plan, cell)])
@@ -150,10 +148,6 @@ def check_cells(plan: dict[str, Any]) -> None:
 
 def run_cell(plan: dict[str, Any], index: int) -> bool:
     """Run (or resume, or skip when finished) one cell; returns whether it finished."""
-    from rlft.commands.pipeline import completed, run_step
-    from rlft.core.files import write_atomic
-    from rlft.core.run_dir import complete_checkpoints
-
     cell = plan["cells"][index]
     run_dir = Path(cell["dir"])
     if completed(run_dir):
@@ -248,8 +242,6 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any] | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rlft.core.runtime import setup_logging
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args, plan = parse(argv)
     setup_logging("info")

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
+from importlib import metadata, util
 from typing import Any
 
 from rlft.commands.constraints import canonical, release, tested_set
 from rlft.core.errors import UserError, run_cli
+from rlft.core.models import BUNDLED_MODELS
 
 Row = tuple[str, str, str, str, str]
 _BAD = ("OUT OF RANGE", "MISSING")
@@ -128,8 +129,6 @@ def report(installed: Callable[[str], str | None] = _installed) -> tuple[str, in
 
 
 def _machine(torch: Any) -> list[str]:
-    from rlft.core.models import BUNDLED_MODELS
-
     lines = [f"accelerator: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none (CPU)'}"]
     try:
         import vllm  # noqa: F401 - whether it imports is the question
@@ -137,7 +136,6 @@ def _machine(torch: Any) -> list[str]:
         lines.append("vLLM: imports (engine: vllm available)")
     except Exception as err:  # noqa: BLE001 - any import failure means the same to the user
         lines.append(f"vLLM: does not import ({type(err).__name__}); engine: hf only")
-    from importlib import util
 
     for name, (package, _) in BUNDLED_MODELS.items():
         found = util.find_spec(package) is not None

@@ -24,6 +24,8 @@ the largest logit difference are printed and written to ``<file>.json``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -33,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from rlft.core.errors import UserError, run_cli
+from rlft.core.models import load_model, load_tokenizer
+from rlft.core.recipe import parse_command
+from rlft.core.runtime import setup_logging
+from rlft.evaluation import generation
 
 ARCHES = {"llama": "LLAMA", "qwen2": "QWEN2"}
 # llama.cpp's pre-tokenizer names, by the model family whose byte-level BPE they split like
@@ -55,8 +61,6 @@ class ExportArguments:
 
 
 def parse(argv: Sequence[str] | None) -> tuple[str, ExportArguments]:
-    from rlft.core.recipe import parse_command
-
     run, args = parse_command(argv, ExportArguments, "rlft export", "RUN_DIR")
     if not args.gguf.endswith(".gguf"):
         raise UserError(f"--gguf must name a .gguf file, got {args.gguf!r}")
@@ -183,20 +187,16 @@ def modelfile(gguf_name: str, tokenizer: Any) -> str:
 
 def verify(model: Any, tokenizer: Any, path: Path, max_new_tokens: int) -> dict[str, Any]:
     """Load ``path`` back (transformers' GGUF loader) and compare its greedy answers and logits with ``model``'s."""
-    import contextlib
-    import io
-
     import torch
     from transformers import AutoModelForCausalLM
-
-    from rlft.evaluation.generation import hf_completions
 
     # transformers' GGUF loader draws a plain tqdm bar per tensor that its progress-bar switch does not reach
     with contextlib.redirect_stderr(io.StringIO()):
         loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     prompts = [[{"role": "user", "content": p}] for p in CHECK_PROMPTS]
-    ours = hf_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=len(prompts))
-    theirs = hf_completions(loaded, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=len(prompts))
+    kwargs = {"max_new_tokens": max_new_tokens, "batch_size": len(prompts)}
+    ours = generation.hf_completions(model, tokenizer, prompts, **kwargs)
+    theirs = generation.hf_completions(loaded, tokenizer, prompts, **kwargs)
     ids = tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         gap = (model(**ids).logits - loaded(**ids).logits).abs().max().item()
@@ -208,9 +208,6 @@ def verify(model: Any, tokenizer: Any, path: Path, max_new_tokens: int) -> dict[
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Export the run; returns what was written and the check's figures."""
     from transformers.utils import logging as hf_logging
-
-    from rlft.core.models import load_model, load_tokenizer
-    from rlft.core.runtime import setup_logging
 
     run, args = parse(argv)
     setup_logging("warning")  # what was written and the check's figures: no loading bars

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlft.core import models
+from rlft.core.accelerator import generation_device
 from rlft.core.errors import UserError, run_cli
+from rlft.core.files import read_jsonl, write_atomic
+from rlft.core.models import resolve_model
+from rlft.core.recipe import load_recipe_file, parse_command
+from rlft.core.runtime import setup_logging
+from rlft.evaluation import generation
 
 COMMANDS = "/reset (new conversation), /system TEXT (set the system prompt), /compare base (toggle the base " \
            "model's answer beside each reply), /quit"
@@ -64,9 +71,6 @@ class GenerateArguments:
 
 def parse(argv: Sequence[str] | None, prog: str = "rlft generate") -> tuple[str, GenerateArguments]:
     """``MODEL [--key value ...]``: the model reference and the arguments."""
-    from rlft.core.recipe import parse_command
-    from rlft.core.runtime import setup_logging
-
     parsed = parse_command(argv, GenerateArguments, prog, "MODEL")
     setup_logging("warning")  # the answers only: no loading bars, no info lines
     return parsed
@@ -79,8 +83,6 @@ def run_template_kwargs(name: str) -> dict[str, Any] | None:
         >>> run_template_kwargs("bundled:smollm2-135m-instruct") is None
         True
     """
-    from rlft.core.recipe import load_recipe_file
-
     path = Path(name)
     for recipe in (path / "recipe.yaml", path.parent / "recipe.yaml"):
         if path.is_dir() and recipe.is_file():
@@ -90,8 +92,6 @@ def run_template_kwargs(name: str) -> dict[str, Any] | None:
 
 def read_prompts(path: str) -> list[Any]:
     """The ``prompt`` of every line of a JSONL file (one-line errors for a missing file or a bad line)."""
-    from rlft.core.files import read_jsonl
-
     prompts = [row["prompt"] for row in read_jsonl(path, "prompts file", "prompt")]
     bad = next((i for i, p in enumerate(prompts, 1) if not isinstance(p, (str, list))), None)
     if bad:
@@ -116,9 +116,6 @@ class Model:
     """A loaded model and tokenizer, answering chat messages (greedy unless sampling)."""
 
     def __init__(self, name: str, args: GenerateArguments) -> None:
-        from rlft.core import models
-        from rlft.core.accelerator import generation_device
-
         self.name, self.args = name, args
         self.tokenizer = models.load_tokenizer(name)
         self.model = models.load_model(name, args.dtype, device=generation_device())
@@ -126,19 +123,16 @@ class Model:
         self.template_kwargs = given if given is not None else run_template_kwargs(name)
 
     def answer(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        from rlft.evaluation.generation import hf_completions
-
         a = self.args
-        return hf_completions(self.model, self.tokenizer, conversations, max_new_tokens=a.max_new_tokens,
-                              batch_size=a.batch_size, chat_template_kwargs=self.template_kwargs,
-                              samples=a.samples, temperature=a.temperature, seed=a.seed)
+        return generation.hf_completions(self.model, self.tokenizer, conversations,
+                                         max_new_tokens=a.max_new_tokens, batch_size=a.batch_size,
+                                         chat_template_kwargs=self.template_kwargs, samples=a.samples,
+                                         temperature=a.temperature, seed=a.seed)
 
     def stream(self, messages: list[dict[str, str]], write: Any) -> str:
         """One reply to ``messages``, its text written as it is generated; returns it."""
         import torch
         from transformers import TextStreamer
-
-        from rlft.evaluation.generation import generate_kwargs
 
         a = self.args
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
@@ -155,7 +149,7 @@ class Model:
         with torch.inference_mode():
             out = self.model.generate(**ids, max_new_tokens=a.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                                       streamer=Out(self.tokenizer, skip_prompt=True, skip_special_tokens=True),
-                                      **generate_kwargs(a.temperature))
+                                      **generation.generate_kwargs(a.temperature))
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
@@ -170,8 +164,6 @@ def generate_main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rows = [{"prompt": prompts[i // args.samples], "completion": t} for i, t in enumerate(texts)]
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.out:
-        from rlft.core.files import write_atomic
-
         write_atomic(args.out, lines)
     else:
         sys.stdout.write(lines)
@@ -201,8 +193,6 @@ def chat_main(argv: Sequence[str] | None = None) -> int:
         elif text == "/compare base":
             compare = not compare
             if compare and base is None:
-                from rlft.core.models import resolve_model
-
                 base = Model(resolve_model(name).base, args)
             write(f"(base model's answer {'shown' if compare else 'hidden'})\n")
         elif text.startswith("/"):

@@ -25,6 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlft.core.errors import UserError, run_cli
+from rlft.core.models import load_model, load_tokenizer, resolve_model
+from rlft.core.run_dir import PARTIAL
+from rlft.core.runtime import setup_logging
 
 
 def merge(run_dir: str, out: Path, dtype: str | None = None) -> dict:
@@ -34,9 +37,6 @@ def merge(run_dir: str, out: Path, dtype: str | None = None) -> dict:
         >>> merge("runs/sft", Path("runs/sft-merged"))["adapters"]  # doctest: +SKIP
         ['/work/runs/sft']
     """
-    from rlft.core.models import load_model, load_tokenizer, resolve_model
-    from rlft.core.run_dir import PARTIAL
-
     resolved = resolve_model(run_dir)
     model = load_model(run_dir, dtype)
     tokenizer = load_tokenizer(run_dir)
@@ -62,7 +62,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="weights dtype (default: the base model's)")
     parser.add_argument("--overwrite", action="store_true", help="replace out_dir if it exists")
     args = parser.parse_args(argv)
-    from rlft.core.runtime import setup_logging
 
     setup_logging()
     out = Path(args.out_dir)

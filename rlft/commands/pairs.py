@@ -34,7 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rlft.core import data, models
+from rlft.core.accelerator import generation_device
+from rlft.core.arguments import DataArguments, ModelArguments, RewardArguments
 from rlft.core.errors import UserError, run_cli
+from rlft.core.files import write_atomic
+from rlft.core.manifest import write_run_files
+from rlft.core.recipe import parse_recipe
+from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir
+from rlft.core.runtime import log_deferred_warnings, setup_logging
+from rlft.evaluation.generation import CompletionEngine
+from rlft.stage import input_checks
 
 logger = logging.getLogger("rlft.commands.pairs")
 
@@ -116,10 +126,6 @@ def as_completions(prompts: list[Any], texts: list[str], k: int) -> list[Any]:
 
 
 def parse(argv: Sequence[str] | None):
-    from rlft.core.arguments import DataArguments, ModelArguments, RewardArguments
-    from rlft.core.recipe import parse_recipe
-    from rlft.core.run_dir import RunArguments
-
     types = [DataArguments, ModelArguments, RewardArguments, RunArguments, PairsArguments]
     return parse_recipe(types, argv, prog="rlft pairs")
 
@@ -129,15 +135,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     (data_args, model_args, reward_args, run_args, args), recipe = parse(argv)
     recipe_file = argv[0] if argv and not argv[0].startswith("--") else "command line"
-
-    from rlft.core import data, models
-    from rlft.core.accelerator import generation_device
-    from rlft.core.files import write_atomic
-    from rlft.core.manifest import write_run_files
-    from rlft.core.run_dir import check_output_dir, claim_output_dir
-    from rlft.core.runtime import log_deferred_warnings, setup_logging
-    from rlft.evaluation.generation import CompletionEngine
-    from rlft.stage import input_checks
 
     setup_logging("info")
     check_output_dir(args.output_dir, run_args)

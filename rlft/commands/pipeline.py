@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import re
@@ -36,7 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlft.core.errors import UserError, run_cli
+from rlft.core.errors import UserError, one_line, run_cli
+from rlft.core.files import write_atomic
+from rlft.core.manifest import read_manifest
+from rlft.core.recipe import parse_recipe
+from rlft.core.run_dir import complete_checkpoints
+from rlft.core.runtime import setup_logging
 from rlft.stage import registry
 
 logger = logging.getLogger("rlft.commands.pipeline")
@@ -139,22 +145,15 @@ def how_it_ended(code: int) -> str:
 
 def completed(run_dir: Path) -> bool:
     """True when ``run_dir`` holds a finished stage (manifest status ``complete``)."""
-    from rlft.core.manifest import read_manifest
-
     return read_manifest(run_dir).get("status") == "complete"
 
 
 def parse(argv: Sequence[str] | None):
-    from rlft.core.recipe import parse_recipe
-
     return parse_recipe([PipelineArguments], argv, prog="rlft pipeline")
 
 
 def check_stages(args: PipelineArguments) -> None:
     """Parse every stage's recipe with its overrides before anything runs: a typo fails now, not after SFT."""
-    import importlib
-
-
     steps = [(name, module_of(spec.get("stage", name)), spec["recipe"], spec.get("overrides") or {})
              for name, spec in args.stages.items()]
     if args.evaluation:
@@ -171,8 +170,6 @@ def check_parses(runs: Sequence[tuple[str, Any, list[str]]]) -> None:
 
     The precision notes a parse logs are held back: each run logs them itself when it starts.
     """
-    from rlft.core.errors import one_line
-
     quiet = logging.getLogger("rlft.core.runtime")
     quiet.disabled = True
     try:
@@ -187,10 +184,6 @@ def check_parses(runs: Sequence[tuple[str, Any, list[str]]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the pipeline; returns its summary (also written to ``<output_dir>/pipeline.json``)."""
-    from rlft.core.files import write_atomic
-    from rlft.core.run_dir import complete_checkpoints
-    from rlft.core.runtime import setup_logging
-
     (args,), _ = parse(argv)
     setup_logging("info")
     check_stages(args)

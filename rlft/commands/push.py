@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlft.commands.merge import merge
 from rlft.core.errors import UserError, one_line, run_cli
+from rlft.core.recipe import parse_command
 
 #: the files of a run that are published (globs, relative to the run directory)
 PUBLISHED = ["adapter_model.safetensors", "adapter_config.json", "model*.safetensors", "config.json",
@@ -41,8 +43,6 @@ class PushArguments:
 
 
 def parse(argv: Sequence[str] | None) -> tuple[Path, PushArguments]:
-    from rlft.core.recipe import parse_command
-
     run, args = parse_command(argv, PushArguments, "rlft push", "RUN_DIR")
     if args.repo.count("/") != 1 or not all(args.repo.split("/")):
         raise UserError(f"--repo must be user/name, got {args.repo!r}")
@@ -68,7 +68,6 @@ def staged_folder(run_dir: Path, manifest: dict[str, Any], merged: bool, scratch
         write_model_card(run_dir, manifest)
     if not merged:
         return run_dir
-    from rlft.commands.merge import merge
 
     out = scratch / "merged"
     merge(str(run_dir), out)

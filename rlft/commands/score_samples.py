@@ -21,7 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewards import RewardInputError, completion_text
+from rewards.extraction import find_answer
+from rlft.core.arguments import RewardArguments
 from rlft.core.errors import UserError, run_cli
+from rlft.core.files import read_jsonl
+from rlft.core.recipe import parse_recipe
 
 REWARD_KEYS = {"reward_funcs", "reward_kwargs", "reward_weights"}
 
@@ -35,8 +40,6 @@ class CheckArguments:
 
 def read_samples(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     """The samples file as a list of dicts (one-line errors for a missing file or a bad line)."""
-    from rlft.core.files import read_jsonl
-
     if not path:
         raise UserError("give the completions to score with --samples FILE.jsonl")
     return read_jsonl(path, "samples file", "completion", limit, plural="samples")
@@ -48,9 +51,6 @@ def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]],
 
     ``extraction``: ``find_answer``'s settings (the recipe's ``accuracy`` kwargs).
     """
-    from rewards import RewardInputError
-    from rewards.extraction import find_answer
-
     completions = [row["completion"] for row in rows]
     keys = sorted({k for row in rows for k in row if k != "completion"})
     columns = {k: [row.get(k) for row in rows] for k in keys}
@@ -87,8 +87,6 @@ def extraction_settings(reward_kwargs: dict[str, Any] | None) -> dict[str, Any]:
 
 def format_report(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
     """One line per sample, then mean and None count per reward."""
-    from rewards import completion_text
-
     names = list(results[0]["scores"]) if results else []
     header = ["#", "completion", "extracted", "found by", *names, "total"]
     table = [header]
@@ -113,9 +111,6 @@ def _fmt(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    from rlft.core.arguments import RewardArguments
-    from rlft.core.recipe import parse_recipe
-
     (reward_args, check), _ = parse_recipe(
         [RewardArguments, CheckArguments], argv, prog="rlft rewards", file_keys_only=REWARD_KEYS
     )

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from trl import ModelConfig
 
+import rewards
 from rlft.core.errors import UserError
 
 BUNDLED_DEFAULT = "bundled:smollm2-135m-instruct"
@@ -141,8 +142,6 @@ class RewardArguments:
             >>> [f.__name__ for f in RewardArguments(reward_funcs=["accuracy", "tag_count"]).build()]
             ['accuracy', 'tag_count']
         """
-        import rewards
-
         out = []
         for name in self.reward_funcs:
             try:

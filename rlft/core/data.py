@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rlft.core import tasks
 from rlft.core.arguments import DataArguments
 from rlft.core.errors import UserError, one_line
 
@@ -37,8 +38,6 @@ FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 
 def _task_splits(args: DataArguments, seed: int):
     from datasets import Dataset, DatasetDict
-
-    from rlft.core import tasks
 
     name = args.dataset_name.removeprefix("task:")
     kwargs = dict(args.task_kwargs or {})

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rlft.core.errors import UserError
+
 
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (parent folders are made)."""
@@ -38,8 +40,6 @@ def read_jsonl(path: str | Path, what: str, needs: str, limit: int | None = None
         >>> read_jsonl(file, "prompts file", "prompt")
         [{'prompt': 'hi'}]
     """
-    from rlft.core.errors import UserError
-
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{what} not found: {file}")

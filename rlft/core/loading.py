@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rlft.core.accelerator import generation_device
+from rlft.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ class LoadOptions:
             >>> LoadOptions.from_args(ModelArguments(load_in_4bit=True)).quantization["bits"]
             4
         """
-        from rlft.core.errors import UserError
-
         if model_args.load_in_4bit and model_args.load_in_8bit:
             raise UserError("load_in_4bit and load_in_8bit are both set; choose one")
         quantization: dict[str, Any] = {}
@@ -113,8 +112,6 @@ def bnb_config(quantization: dict[str, Any], dtype: Any = None) -> Any:
     """bitsandbytes' config for ``quantization`` (4-bit: its quant type, double quantization, compute dtype)."""
     import torch
     from transformers import BitsAndBytesConfig
-
-    from rlft.core.errors import UserError
 
     try:
         import bitsandbytes  # noqa: F401

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import importlib.util
 import json
@@ -35,7 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trl
+
+from rewards.timeouts import refuse_in_worker_bootstrap
 from rlft.core.errors import UserError, one_line
+from rlft.core.loading import LoadOptions, dequantized_base, is_quantized, keep_training_numerics
 from rlft.core.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -235,9 +240,6 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
     """
     import torch
 
-    from rewards.timeouts import refuse_in_worker_bootstrap
-    from rlft.core.loading import LoadOptions, is_quantized
-
     refuse_in_worker_bootstrap("a model")  # not a second copy of the weights in every reward worker
     resolved = resolve_model(name_or_path)
     torch_dtype = dtype if dtype in (None, "auto") else getattr(torch, dtype)
@@ -259,10 +261,6 @@ def load_model(name_or_path: str | None, dtype: str | None = None, merge_adapter
 
 def _chain_options(resolved: ResolvedModel, options: Any, name: str | None) -> tuple[Any, bool]:
     """How to load an adapter chain's base: as its bottom run recorded, with the recipe's runtime choices."""
-    import dataclasses
-
-    from rlft.core.loading import LoadOptions
-
     recorded = LoadOptions.from_record(read_manifest(resolved.adapters[0]).get("load_options"))
     if options is None:
         return recorded, bool(recorded.quantization)
@@ -279,8 +277,6 @@ def _chain_options(resolved: ResolvedModel, options: Any, name: str | None) -> t
 
 def _from_pretrained(base: str, dtype: Any, options: Any, name: str | None, dequantize: bool) -> Any:
     from transformers import AutoModelForCausalLM
-
-    from rlft.core.loading import dequantized_base, keep_training_numerics
 
     try:
         if dequantize:
@@ -303,6 +299,5 @@ def lora_config(model_args: Any):
     """
     if not model_args.use_peft:
         return None
-    from trl import get_peft_config
 
-    return get_peft_config(model_args)
+    return trl.get_peft_config(model_args)

@@ -7,12 +7,21 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import hashlib
+import json
 import logging
 import os
+import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rlft.core import accelerator
+from rlft.core.console import configure
+from rlft.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +31,6 @@ def setup_logging(level: str = "info", verbose: bool = False) -> None:
 
     What rlft keeps off the console goes to the run's log: :mod:`rlft.core.console`.
     """
-    from rlft.core.console import configure
-
     numeric = getattr(logging, str(level).upper(), logging.INFO)
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -96,9 +103,6 @@ def measure_bf16_slowdown(timer: Callable[[], float] = time.perf_counter) -> flo
 
 def _machine_key() -> str:
     """This CPU model and flags, and torch's version: what the bf16 measurement depends on."""
-    import hashlib
-    import platform
-
     import torch
 
     try:
@@ -126,10 +130,6 @@ def cpu_bf16_slowdown() -> float:
         >>> cpu_bf16_slowdown() > 0
         True
     """
-    import fcntl
-    import json
-    from pathlib import Path
-
     if os.environ.get("RLFT_BF16_SLOWDOWN"):
         return float(os.environ["RLFT_BF16_SLOWDOWN"])
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlft"
@@ -203,13 +203,9 @@ def gpu_precision() -> None:
     Example:
         >>> gpu_precision()  # no CUDA here, or one with bf16
     """
-    from rlft.core.accelerator import cuda_available
-
-    if not cuda_available():
+    if not accelerator.cuda_available():
         return
     import torch
-
-    from rlft.core.errors import UserError
 
     if not torch.cuda.is_bf16_supported(including_emulation=False):
         major, minor = torch.cuda.get_device_capability()

@@ -24,7 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from rlft.core.files import write_atomic
+from rlft.core.manifest import read_manifest
 from rlft.evaluation.report import png_bytes
 
 
@@ -66,8 +70,6 @@ def read_cell(run_dir: Path) -> dict[str, Any] | None:
     ``log_history.jsonl`` (``eval/accuracy`` per step, when the run evaluated
     during training) and ``ablate_cell.json`` (wall seconds of its runs).
     """
-    from rlft.core.manifest import read_manifest
-
     if read_manifest(run_dir).get("status") != "complete" or not (run_dir / "before_after.jsonl").is_file():
         return None
     samples = [json.loads(line) for line in (run_dir / "before_after.jsonl").read_text().splitlines()]
@@ -159,10 +161,7 @@ def format_rows(rows: list[dict], baseline: str) -> str:
 def plots(rows: list[dict], cells: dict[str, dict[int, dict[str, Any]]]) -> dict[str, bytes]:
     """``accuracy.png`` (mean per setting, 95 % CI bars) and, when the cells evaluated during training,
     ``curves.png`` (``eval/accuracy`` per step, one line per seed)."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     out = {}
     done = [r for r in rows if r["seeds"]]

@@ -17,13 +17,17 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from rlft.core.files import write_atomic
+from rlft.core.models import load_model
 from rlft.core.tool_setup import ToolSetup
 from rlft.evaluation.generation import hf_completions
 from rlft.evaluation.report import format_table
 from rlft.evaluation.scoring import score_outputs, table_rows
+from rlft.evaluation.tool_loop import answers_with_tools, tool_use_figures
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +64,6 @@ def before_after(
     def answers(which: str, m: Any) -> list[str]:
         if tools is None:
             return hf_completions(m, tokenizer, prompts, **kwargs)
-        from rlft.evaluation.tool_loop import answers_with_tools
 
         out, transcripts[which], extra[which] = answers_with_tools(
             lambda texts: hf_completions(m, tokenizer, texts, **kwargs), tokenizer, prompts, columns, tools,
@@ -88,8 +91,6 @@ def before_after(
         for sample, transcript in zip(samples, runs, strict=True):
             sample[f"transcript_{which}"] = transcript
     if transcripts:
-        from rlft.evaluation.tool_loop import tool_use_figures
-
         for row in table:
             row.update(tool_use_figures(transcripts[row["model"]]))
     return table, samples
@@ -103,18 +104,12 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
     ``output_dir`` and returns ``{"table": [...], "eval_device": "cuda:0"}`` (where the answers were
     generated; ``{}`` without an ``answer`` column).
     """
-    import json
-
-    from rlft.core.files import write_atomic
-
     if "answer" not in test.column_names:
         logger.warning("test split has no 'answer' column: skipping the before/after check")
         return {}
     rows = test.select(range(min(eval_args.eval_samples, len(test))))
     base = None
     if not hasattr(model, "disable_adapter"):  # full fine-tuning: load the starting point again
-        from rlft.core.models import load_model
-
         base = load_model(model_args.model_name_or_path, model_args.dtype, device=str(model.device))
     table, samples = before_after(
         model, tokenizer, rows, reward_funcs, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,

@@ -20,9 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rlft.core import models
+from rlft.core.accelerator import generation_device
 from rlft.core.arguments import BUNDLED_DEFAULT
 from rlft.core.errors import UserError
+from rlft.core.files import write_atomic
+from rlft.core.models import resolve_model
+from rlft.core.run_dir import RunArguments, claim_output_dir, complete_checkpoints
 from rlft.core.tool_setup import ToolSetup
+from rlft.evaluation import suite
+from rlft.evaluation.generation import CompletionEngine
+from rlft.evaluation.metrics import pass_at_k
+from rlft.evaluation.scoring import headline, score_outputs, table_rows
+from rlft.rollout.vllm_runtime import engine_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +89,6 @@ def gather_list(argv: Sequence[str], key: str) -> list[str]:
         >>> gather_list(["r.yaml", "--models", "base", "runs/a", "--seed", "1"], "--models")
         ['r.yaml', '--models', '["base", "runs/a"]', '--seed', '1']
     """
-    import json
-
     argv = list(argv)
     if key not in argv:
         return argv
@@ -95,8 +103,6 @@ def gather_list(argv: Sequence[str], key: str) -> list[str]:
 
 def expand_models(names: list[str], sweep: str | None) -> list[str]:
     """The models to evaluate, in order: ``--sweep`` adds base, checkpoints and the final output."""
-    from rlft.core.run_dir import complete_checkpoints
-
     out = list(names)
     if sweep:
         if not Path(sweep).is_dir():
@@ -119,8 +125,6 @@ def base_of(models: list[str], default: str) -> str:
         >>> base_of(["base", "HuggingFaceTB/SmolLM2-135M-Instruct"], "Qwen/Qwen3-0.6B")
         'Qwen/Qwen3-0.6B'
     """
-    from rlft.core.models import resolve_model
-
     for name in models:
         if name != "base":
             resolved = resolve_model(name)
@@ -162,13 +166,6 @@ def _run_models(names: list[str], base_dir: str, test: Any, general: list[dict],
                 reward_funcs: list, tokenizer: Any, tools: Any = None) -> tuple[dict[str, dict], str]:
     """Every model's outputs and per-prompt scores (one engine for all of them); with ``tools``
     the task prompts are answered through the tool loop, the general suite without."""
-    from rlft.core import models
-    from rlft.core.accelerator import generation_device
-    from rlft.evaluation import suite
-    from rlft.evaluation.generation import CompletionEngine
-    from rlft.evaluation.metrics import pass_at_k
-    from rlft.evaluation.scoring import headline, score_outputs
-
     prompts = list(test["prompt"])
     columns = {c: list(test[c]) for c in test.column_names}
     main = next(f for f in reward_funcs if getattr(f, "__name__", "") == headline(reward_funcs))
@@ -220,14 +217,11 @@ def eval_dtype(args: Any) -> str:
         return args.vllm_dtype
     if args.reproducible:
         return "float32"
-    from rlft.rollout.vllm_runtime import engine_dtype
 
     return engine_dtype("auto", prefer_bf16=True)
 
 
 def _rows(names: list[str], per_model: dict[str, dict], general: list[dict], args: Any) -> list[dict]:
-    from rlft.evaluation.scoring import table_rows
-
     rows = table_rows({n: per_model[n] for n in names}, base="base" if "base" in per_model else None,
                       resamples=args.bootstrap_resamples, seed=args.seed, previous=args.paired_previous)
     for row in rows:
@@ -273,10 +267,6 @@ def evaluate(names: list[str], base_dir: str, test: Any, eval_args: Any, args: A
     through the tool loop; ``tokenizer`` (default: the base's) must then
     render tools (:func:`rlft.tools.chat.enable_tool_calls`).
     """
-    from rlft.core import models
-    from rlft.core.files import write_atomic
-    from rlft.core.run_dir import RunArguments, claim_output_dir
-    from rlft.evaluation import suite
     from rlft.evaluation.report import format_table, write_reports
 
     out = Path(args.output_dir)

@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from rlft.core.errors import one_line
+from rlft.rollout.merged_weights import write_merged_weights
+from rlft.rollout.vllm_runtime import (
+    encode_prompt,
+    engine_dtype,
+    scratch_dir,
+    shutdown_llm,
+    start_llm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +134,6 @@ class CompletionEngine:
 
         import torch
 
-        from rlft.rollout.vllm_runtime import engine_dtype, scratch_dir, start_llm
-
         self.scratch = Path(tempfile.mkdtemp(prefix="rlft-eval-", dir=scratch_dir()))
         start = time.perf_counter()
         dtype = engine_dtype(dtype, prefer_bf16=True)
@@ -144,8 +150,6 @@ class CompletionEngine:
         """Make ``model`` (loaded, adapters merged) the one that answers; vLLM reloads it in place."""
         self.model = model
         if self.llm is not None:
-            from rlft.rollout.merged_weights import write_merged_weights
-
             write_merged_weights(model, self.base_dir, self.scratch / "weights")
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.scratch / "weights")})
 
@@ -157,8 +161,6 @@ class CompletionEngine:
                                   samples=samples, temperature=temperature, seed=seed)
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-
-        from rlft.rollout.vllm_runtime import encode_prompt
 
         ids = [encode_prompt(self.tokenizer, p, self.chat_template_kwargs) for p in prompts]
         params = SamplingParams(n=samples, temperature=temperature, seed=seed, max_tokens=self.max_new_tokens)
@@ -179,8 +181,6 @@ class CompletionEngine:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if self.llm is not None:
-            from rlft.rollout.vllm_runtime import shutdown_llm
-
             shutdown_llm(self.llm)
             self.llm = None
             self.reaper.stop()

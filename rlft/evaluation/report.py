@@ -21,6 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from rlft.core.files import write_atomic
 
 
@@ -80,10 +83,7 @@ def png_bytes(fig: Any) -> bytes:
 
 def accuracy_plot(rows: list[dict[str, Any]]) -> bytes:
     """Bar chart of accuracy per model with 95 % interval bars."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows)), 3.2))
     acc = [100 * r["accuracy"] for r in rows]
@@ -104,10 +104,8 @@ def curves_plot(runs: dict[str, list[dict[str, Any]]]) -> bytes | None:
     runs = {k: v for k, v in runs.items() if any("loss" in r for r in v)}
     if not runs:
         return None
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     for name, history in runs.items():

@@ -32,6 +32,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rewards.verifiers import find_answer
+from rlft.evaluation.metrics import bootstrap_mean, paired_bootstrap
+
 HEADLINE_DEFAULT = "accuracy"
 
 
@@ -71,8 +74,6 @@ def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[
         ...               [rewards.resolve("accuracy")])["rewards"]
         {'accuracy': [1.0, 0.0]}
     """
-    from rewards.verifiers import find_answer
-
     completions = _as_completions(outputs, prompts)
     extra = {k: list(v) for k, v in columns.items() if k not in ("prompt", "completion")}
     per_reward: dict[str, list[float | None]] = {}
@@ -114,8 +115,6 @@ def table_rows(scored: dict[str, dict[str, Any]], base: str | None = "base", res
         >>> rows[1]["diff"]
         0.5
     """
-    from rlft.evaluation.metrics import bootstrap_mean, paired_bootstrap
-
     if not scored:
         return []
     n_all = len(next(iter(scored.values()))["scores"])

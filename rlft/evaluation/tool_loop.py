@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from trl.chat_template_utils import parse_response
+
 from rlft.core.tool_setup import ToolSetup
 
 
@@ -38,8 +40,6 @@ def tool_answers(complete: Callable[[list[str]], list[str]], tokenizer: Any, pro
     ``prompt_tools`` gives each prompt its own tools in place of ``tools``
     (an environment's methods, bound to that prompt's episode).
     """
-    from trl.chat_template_utils import parse_response
-
     own = [list(t) for t in prompt_tools] if prompt_tools is not None else [tools] * len(prompts)
     kwargs = dict(chat_template_kwargs or {})
     transcripts: list[list[dict[str, Any]]] = [[] for _ in prompts]

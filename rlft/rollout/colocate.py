@@ -29,12 +29,14 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from rlft.core.errors import UserError, one_line
 from rlft.rollout.engine import (
     PROBE_COMPLETION_TOKENS,
     probe_scores,
     sync_check_summary,
     sync_tolerance,
 )
+from rlft.rollout.vllm_runtime import encode_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +121,6 @@ class ColocateEngine:
         """Greedy completions by the weights vLLM holds (evaluation during training)."""
         from vllm import SamplingParams
 
-        from rlft.rollout.vllm_runtime import encode_prompt
-
         tokenizer = self.generation.processing_class
         ids = [encode_prompt(tokenizer, p, self.chat_template_kwargs) for p in prompts]
         with self._awake():
@@ -169,8 +169,6 @@ def with_engine_start(build: Callable[[], Any]) -> Any:
         >>> with_engine_start(lambda: "trainer")
         'trainer'
     """
-    from rlft.core.errors import UserError, one_line
-
     try:
         return build()
     except Exception as err:

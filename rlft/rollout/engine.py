@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -55,6 +56,7 @@ from typing import Any, ClassVar, Literal
 
 from rlft.core.errors import UserError, one_line
 from rlft.core.loading import is_quantized
+from rlft.core.models import resolve_model
 from rlft.rollout.merged_weights import MergedWeightsFile, write_merged_weights
 from rlft.rollout.vllm_runtime import (
     encode_prompt,
@@ -214,8 +216,6 @@ class VLLMEngine:
 
     def __init__(self, args: RolloutArguments, cfg: Any, model_args: Any, tokenizer: Any, sync: str,
                  start_model: Any = None) -> None:
-        from rlft.core.models import resolve_model
-
         resolved = resolve_model(model_args.model_name_or_path)
         self.base = resolved.base
         self.sync, self.cfg, self.tokenizer = sync, cfg, tokenizer
@@ -326,8 +326,6 @@ class VLLMEngine:
         running (the group's prompts already repeated); used when the recipe
         has tools, where TRL generates and rlft's ``rollout_func`` stands aside.
         """
-        import contextlib
-
         from vllm.inputs import TokensPrompt
 
         with profiler or contextlib.nullcontext():

@@ -46,6 +46,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rlft.core.loading import float_weight
+
 _CONFIG_FILES = ("config.json", "generation_config.json")
 
 
@@ -170,8 +172,6 @@ def _merged_weight(module: Any, out: Any = None) -> Any:
     """
     import torch
 
-    from rlft.core.loading import float_weight
-
     weight = float_weight(module.base_layer)  # QLoRA: the dequantized weight the adapter was trained against
     adapters = [a for a in module.active_adapters if a in module.lora_A]
     variants = getattr(module, "lora_variant", {})
@@ -195,8 +195,6 @@ def _plain_tensors(model: Any) -> list[tuple[str, Any]]:
     entries (4-bit: ``weight.absmax``, ``weight.quant_map``, ...; 8-bit:
     ``SCB``, ``weight_format``).
     """
-    from rlft.core.loading import float_weight
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dequantized = {}  # quantized module name -> its float weight
     for name, module in base.named_modules():

@@ -16,6 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rlft.core import runtime
+from rlft.core.console import child_output_to_log
+
 
 def engine_dtype(requested: str, prefer_bf16: bool) -> str:
     """The dtype to start vLLM with: as asked, or for ``auto`` on CPU bf16 only where it is fast and wanted.
@@ -38,9 +41,8 @@ def engine_dtype(requested: str, prefer_bf16: bool) -> str:
 
     if requested != "auto" or torch.cuda.is_available():
         return requested
-    from rlft.core.runtime import BF16_MAX_SLOWDOWN, cpu_bf16_slowdown
 
-    return "bfloat16" if prefer_bf16 and cpu_bf16_slowdown() < BF16_MAX_SLOWDOWN else "float32"
+    return "bfloat16" if prefer_bf16 and runtime.cpu_bf16_slowdown() < runtime.BF16_MAX_SLOWDOWN else "float32"
 
 
 def encode_prompt(tokenizer: Any, prompt: Any, chat_template_kwargs: dict | None = None) -> list[int]:
@@ -63,7 +65,6 @@ def start_llm(scratch: Path, **llm_kwargs: Any) -> tuple[Any, Any]:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
     from vllm import LLM
 
-    from rlft.core.console import child_output_to_log
     from rlft.rollout.reaper import new_children, start_reaper
 
     before = set(new_children(before=set()))  # every child this process has now

@@ -20,6 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import rotate_checkpoints
+
 from rlft.core.run_dir import PARTIAL
 
 
@@ -63,14 +66,10 @@ class AtomicCheckpoints:
                 os.replace(staging / name, final)
             staging.rmdir()
             if moved_best:  # the saved state names the renamed checkpoint, so a resumed run still protects it
-                from transformers.trainer import TRAINER_STATE_NAME
-
                 self.state.save_to_json(str(final / TRAINER_STATE_NAME))  # type: ignore[attr-defined]
             self._rotate(run_dir)
         self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
 
     def _rotate(self, run_dir: Path) -> None:
-        from transformers.trainer_utils import rotate_checkpoints
-
         rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,  # type: ignore
                            best_model_checkpoint=self.state.best_model_checkpoint)  # type: ignore[attr-defined]

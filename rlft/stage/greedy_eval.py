@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlft.core.errors import UserError
+from rlft.core.files import write_atomic
 from rlft.core.tool_setup import ToolSetup
 from rlft.evaluation.generation import hf_completions
 from rlft.evaluation.scoring import score_outputs
@@ -176,10 +178,6 @@ def write_samples(path: Path, plan: EvalPlan, outputs: list[str], scored: dict[s
                   transcripts: list | None = None) -> None:
     """One evaluation's answers, a JSON line per prompt: prompt, gold answer, output, each reward's score
     (and with tools the whole transcript)."""
-    import json
-
-    from rlft.core.files import write_atomic
-
     lines = []
     for i, (prompt, answer, output) in enumerate(zip(plan.rows["prompt"], plan.rows["answer"], outputs, strict=True)):
         scores = {name: values[i] for name, values in scored["rewards"].items()}

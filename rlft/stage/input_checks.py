@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rewards import RewardInputError
+from rlft.core.data import is_conversational
 from rlft.core.errors import UserError
 
 # recipe keys that must be positive integers when a stage's config has them
@@ -62,8 +64,6 @@ def preflight_rewards(reward_funcs: list, row: dict[str, Any]) -> None:
     A reward that needs a column the data lacks, or that crashes on its
     inputs, fails here as one line instead of mid-training inside TRL.
     """
-    from rewards import RewardInputError
-
     columns = {k: [v] for k, v in row.items() if k != "prompt"}
     for func in reward_funcs:
         name = getattr(func, "__name__", repr(func))
@@ -97,8 +97,6 @@ def check_lora_targets(model: Any, model_args: Any) -> None:
 
 def require_chat_template(tokenizer: Any, dataset: Any, model_name: str) -> None:
     """Chat-formatted prompts need a tokenizer with a chat template."""
-    from rlft.core.data import is_conversational
-
     if getattr(tokenizer, "chat_template", None):
         return
     first = dataset[0] if len(dataset) else {}

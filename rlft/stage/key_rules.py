@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rlft.core import accelerator
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -140,9 +142,8 @@ def _hf(args: Any) -> bool:
 
 def _colocate(args: Any) -> bool:
     # engine: vllm is TRL's colocate mode on CUDA unless the recipe asks for rlft's adapter hot-swap
-    from rlft.core.accelerator import cuda_available
-
-    return _vllm(args) and cuda_available() and all(getattr(p, "vllm_sync", "") != "adapter" for p in args.parts)
+    return (_vllm(args) and accelerator.cuda_available()
+            and all(getattr(p, "vllm_sync", "") != "adapter" for p in args.parts))
 
 
 def _tools(args: Any) -> bool:

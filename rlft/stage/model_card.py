@@ -18,6 +18,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import ModelCard, ModelCardData, try_to_load_from_cache
+
+from rlft.core.files import write_atomic
+from rlft.core.recipe import load_recipe_file
+from rlft.evaluation.report import format_table
+
 # what the bundled models are on the hub, and their licenses (the GGUF packages say so)
 BUNDLED_ON_HUB = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
 SAMPLES = 3  # base-vs-trained examples shown
@@ -34,7 +40,6 @@ def hub_base(base: str) -> tuple[str | None, str | None]:
     local = Path(base).expanduser()
     if base.startswith("/") or local.is_dir():
         return None, _card_license(local / "README.md")
-    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(base, "README.md")
     return base, _card_license(Path(cached)) if isinstance(cached, str) else None
@@ -43,7 +48,6 @@ def hub_base(base: str) -> tuple[str | None, str | None]:
 def _card_license(path: Path) -> str | None:
     if not path.is_file():
         return None
-    from huggingface_hub import ModelCard
 
     try:
         return ModelCard.load(path).data.to_dict().get("license")
@@ -80,8 +84,6 @@ def _prompt_text(prompt: Any) -> str:
 
 def metadata(run_dir: Path, manifest: dict[str, Any], merged: bool = False) -> Any:
     """The card's YAML metadata as ``huggingface_hub.ModelCardData`` (``merged``: for the run merged into its base)."""
-    from huggingface_hub import ModelCardData
-
     chain = _chain(run_dir, manifest)
     hub_id, license_ = hub_base(chain[0][1])
     recipe = _recipe(run_dir)
@@ -95,16 +97,12 @@ def metadata(run_dir: Path, manifest: dict[str, Any], merged: bool = False) -> A
 
 
 def _recipe(run_dir: Path) -> dict[str, Any]:
-    from rlft.core.recipe import load_recipe_file
-
     path = run_dir / "recipe.yaml"
     return load_recipe_file(path) if path.is_file() else {}
 
 
 def model_card(run_dir: str | Path, manifest: dict[str, Any], merged: bool = False) -> str:
     """The card's text for a finished run (``manifest``: its ``rlft_manifest.json``; ``merged``: of its merged model)."""
-    from rlft.evaluation.report import format_table
-
     run_dir = Path(run_dir)
     chain = _chain(run_dir, manifest)
     card = ["---", metadata(run_dir, manifest, merged).to_yaml(), "---", "", f"# {run_dir.name}", ""]
@@ -147,8 +145,6 @@ def _recipe_text(run_dir: Path) -> str:
 def write_model_card(run_dir: str | Path, manifest: dict[str, Any], target: str | Path | None = None,
                      merged: bool = False) -> Path:
     """Write the run's card as ``README.md`` (atomically) into ``target`` (default: ``run_dir``); returns its path."""
-    from rlft.core.files import write_atomic
-
     path = Path(target or run_dir) / "README.md"
     write_atomic(path, model_card(run_dir, manifest, merged))
     return path

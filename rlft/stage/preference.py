@@ -38,6 +38,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from rlft.core import data, models
 from rlft.core.errors import UserError
 from rlft.stage.skeleton import StageArgs, TrainingStage
 
@@ -80,7 +81,6 @@ class PreferenceStage(TrainingStage):
         check_preference_columns(splits["train"].column_names)
 
     def build_trainer(self, args: StageArgs, splits: Any, tokenizer: Any, model: Any) -> Any:
-        from rlft.core import data, models
         from rlft.stage.trainers import stage_trainer
 
         trainer_cls = stage_trainer(self.trainer_class())

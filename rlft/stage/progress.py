@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 # Outside rlft's namespace on purpose: the console shows only warnings from it, the run log everything.
 metrics_log = logging.getLogger("trainer.metrics")
@@ -52,8 +54,6 @@ class ProgressBar(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and not args.disable_tqdm:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.stage, unit="step",
                             dynamic_ncols=True, bar_format="{desc} {n_fmt}/{total_fmt} {bar} [{elapsed}<{remaining}"
                             "{postfix}]")
@@ -84,7 +84,6 @@ def install(trainer: Any, stage: str, verbose: bool) -> ProgressBar | None:
     """Swap the trainer's bar and printed metric dicts for :class:`ProgressBar`; ``verbose`` keeps the trainer's."""
     if verbose:
         return None
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

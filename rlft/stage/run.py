@@ -33,11 +33,16 @@ from typing import Any
 from rlft.core.console import claim_run_log, open_run_log
 from rlft.core.errors import RunStopped
 from rlft.core.files import write_atomic
+from rlft.core.loading import LoadOptions
 from rlft.core.manifest import write_run_files
+from rlft.core.models import base_model_id
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
 from rlft.core.runtime import is_main_process, log_deferred_warnings
 from rlft.core.tool_setup import ToolSetup
+from rlft.evaluation.closing import evaluate_stage
 from rlft.stage import progress
+from rlft.stage.greedy_eval import shown_key
+from rlft.stage.model_card import write_model_card
 from rlft.stage.training_guards import TrainingGuard, TrainingHalted
 
 logger = logging.getLogger(__name__)
@@ -121,8 +126,6 @@ class StageRun:
         """
         trainer = self.trainer
         if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
-            from rlft.evaluation.closing import evaluate_stage
-
             results = {**results, **evaluate_stage(trainer.model, tokenizer, test, eval_args, self.model_args,
                                                    trainer.args.output_dir, reward_funcs, tools=tools)}
         return self.finish(results)
@@ -156,15 +159,11 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
                results: dict[str, Any], status: str = "complete", settled: dict[str, Any] | None = None
                ) -> dict[str, Any]:
     """Write ``log_history.jsonl``, ``recipe.yaml``, the manifest and (finished) the model card (rank 0 only)."""
-    from rlft.core.models import base_model_id
-
     output_dir = trainer.args.output_dir
-    from rlft.stage.greedy_eval import shown_key
 
     write_atomic(Path(output_dir) / "log_history.jsonl",  # eval_accuracy as eval/accuracy, as TensorBoard shows it
                  "".join(json.dumps({shown_key(k): v for k, v in e.items()}, default=str) + "\n"
                          for e in trainer.state.log_history))
-    from rlft.core.loading import LoadOptions
 
     manifest = write_run_files(
         output_dir, stage, recipe, trainer.args.seed, base_model_id(model_args.model_name_or_path),
@@ -173,7 +172,5 @@ def finish_run(trainer: Any, stage: str, recipe: dict[str, Any], model_args: Any
         load_options=LoadOptions.from_args(model_args, trainer.args).record(), settled=settled,
     )
     if status == "complete":
-        from rlft.stage.model_card import write_model_card
-
         write_model_card(output_dir, manifest)  # replaces the generic card TRL's save_model wrote
     return manifest

@@ -24,11 +24,20 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
+from rlft.core import data, models
 from rlft.core.arguments import DataArguments, EvalArguments, ModelArguments, RewardArguments
+from rlft.core.console import close_run_log
+from rlft.core.loading import LoadOptions
 from rlft.core.run_dir import RunArguments
-from rlft.core.runtime import cpu_precision, platform_defaults
+from rlft.core.runtime import (
+    cpu_precision,
+    defer_warning,
+    is_main_process,
+    platform_defaults,
+    setup_logging,
+)
 from rlft.core.tool_setup import ToolSetup
-from rlft.stage import parsing
+from rlft.stage import greedy_eval, input_checks, parsing
 from rlft.stage.greedy_eval import TrainingEvalArguments
 
 
@@ -107,8 +116,6 @@ class TrainingStage:
 
     def scoring_rewards(self, args: StageArgs) -> list:
         """The rewards the closing check scores with: the recipe's ``reward_funcs`` (default ``[accuracy]``)."""
-        from rlft.core.arguments import RewardArguments
-
         return args.get(RewardArguments).build()
 
     def results(self, trainer: Any) -> dict[str, Any]:
@@ -162,8 +169,6 @@ class TrainingStage:
         args = self.settle(StageArgs(*self.parse(argv)))  # a bad recipe is refused before torch loads
         from transformers import set_seed
 
-        from rlft.core.console import close_run_log
-        from rlft.core.runtime import defer_warning, setup_logging
         from rlft.stage.run import StageRun
 
         idle = parsing.idle_keys(self.name, args)  # set but idle here (refused keys: the parse refused them)
@@ -182,11 +187,6 @@ class TrainingStage:
 
     def _checked_run(self, args: StageArgs, record: Any) -> dict[str, Any]:
         """Load, train, save and conclude, once the recipe and the output directory have been checked."""
-        from rlft.core import data, models
-        from rlft.core.loading import LoadOptions
-        from rlft.core.runtime import is_main_process
-        from rlft.stage import greedy_eval, input_checks
-
         cfg = args.train
         input_checks.check_counts(cfg)
         options = LoadOptions.from_args(args.model, cfg)  # revision, attention, remote code, 4/8-bit

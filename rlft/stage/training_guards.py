@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from rewards.timeouts import WorkersFailed
@@ -147,8 +148,6 @@ class TrainingGuard(TrainerCallback):
         control.should_save = True
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any):
-        import torch
-
         if model is None:
             return control
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]

@@ -25,6 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from trl.chat_template_utils import (
+    add_response_schema,
+    qwen2_5_chat_template,
+    qwen3_template,
+    supports_tool_calling,
+)
+
 from rlft.core.errors import UserError
 
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -40,16 +47,12 @@ def is_smollm_template(template: str | None) -> bool:
 
 def smollm_tool_template() -> str:
     """TRL's Qwen2.5 template with SmolLM2's default system prompt in place of Qwen's."""
-    from trl.chat_template_utils import qwen2_5_chat_template
-
     assert QWEN_SYSTEM in qwen2_5_chat_template, "TRL's Qwen2.5 template changed; update rlft.tools.chat"
     return qwen2_5_chat_template.replace(QWEN_SYSTEM, SMOLLM_SYSTEM)
 
 
 def enable_tool_calls(tokenizer: Any, model_name: str) -> Any:
     """``tokenizer`` able to render tools and parse tool calls (changed in place and returned), or a ``UserError``."""
-    from trl.chat_template_utils import add_response_schema, qwen3_template, supports_tool_calling
-
     # SmolLM2's own template, or the tool template a run on it saved with its tokenizer (an SFT warm-start)
     if is_smollm_template(tokenizer.chat_template) or tokenizer.chat_template == smollm_tool_template():
         tokenizer.chat_template = smollm_tool_template()

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -75,8 +76,6 @@ def parquet_safe(transcript: Any) -> Any:
 
 
 def _text_call(call: Any) -> dict[str, Any]:
-    import json
-
     function = call.get("function", call) if isinstance(call, dict) else {}
     arguments = function.get("arguments")
     return {"type": "function", "function": {"name": str(function.get("name")), "arguments": json.dumps(arguments)}}
