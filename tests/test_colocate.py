@@ -118,16 +118,21 @@ class FakeColocate:
         return torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
 
     def generate(self, prompts, images=None, num_generations=1, profiler=None):
+        """Sampled completions for every prompt in one left-padded batch, cut after the first EOS as vLLM stops."""
         tok, k = self.processing_class, self.kwargs
-        prompt_ids, completion_ids, logprobs = [], [], []
-        for ids in prompts:
-            with torch.no_grad():
-                out = self.engine_model.generate(torch.tensor([ids]), do_sample=True, temperature=k["temperature"],
-                                                 top_k=0, top_p=1.0, max_new_tokens=k["max_completion_length"],
-                                                 pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
-            prompt_ids.append(list(ids))
-            completion_ids.append(out)
-            logprobs.append([[lp] for lp in self.logprobs(list(ids) + out, k["temperature"])[len(ids) - 1:]])
+        width, pad = max(len(ids) for ids in prompts), tok.pad_token_id
+        batch = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in prompts])  # [B, T]
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])  # [B, T]
+        with torch.no_grad():
+            out = self.engine_model.generate(batch, attention_mask=mask, do_sample=True, temperature=k["temperature"],
+                                             top_k=0, top_p=1.0, max_new_tokens=k["max_completion_length"],
+                                             pad_token_id=pad)[:, width:].tolist()  # [B, new]
+        stops = self.engine_model.generation_config.eos_token_id
+        stops = set(stops if isinstance(stops, list) else [stops])
+        completion_ids = [row[:next((i + 1 for i, t in enumerate(row) if t in stops), len(row))] for row in out]
+        prompt_ids = [list(ids) for ids in prompts]
+        logprobs = [[[lp] for lp in self.logprobs(ids + out, k["temperature"])[len(ids) - 1:]]
+                    for ids, out in zip(prompt_ids, completion_ids, strict=True)]
         self.generated += len(prompts)
         return prompt_ids, completion_ids, logprobs, None
 

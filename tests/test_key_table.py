@@ -20,8 +20,7 @@ from rlft.core.errors import UserError
 from rlft.stage import key_table, parsing, registry
 from tests.conftest import REPO
 
-STAGE_RECIPES = {"sft": "recipes/sft.yaml", "dpo": "recipes/dpo.yaml", "orpo": "recipes/orpo.yaml",
-                 "grpo": "recipes/math.yaml"}
+STAGE_RECIPES = {name: registry.get(name).recipe for name in registry.names(is_stage=True)}
 
 
 def test_no_key_table_is_committed():

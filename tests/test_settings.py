@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from rlft.stage import registry
 from rlft.stage.parsing import idle_keys as check_settings
 from rlft.stage.registry import rules_for
 from rlft.stage.skeleton import StageArgs
 from tests.conftest import run_cmd
 
-STAGES = {"sft": "sft", "dpo": "dpo", "orpo": "orpo", "grpo": "math"}
+STAGES = {name: registry.get(name).recipe for name in registry.names(is_stage=True)}  # stage: its recipe
 
 
 def stage_args(stage: str, *extra: str, tmp_path) -> StageArgs:
     module = importlib.import_module(f"rlft.{stage}")
-    return StageArgs(*module.parse([f"recipes/{STAGES[stage]}.yaml", "--output_dir", str(tmp_path), *extra]))
+    return StageArgs(*module.parse([STAGES[stage], "--output_dir", str(tmp_path), *extra]))
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -42,7 +43,7 @@ def test_every_field_of_every_stage_has_a_rule(stage, tmp_path):
 ])
 def test_a_refused_key_is_one_line_on_stderr_and_exit_2(stage, flags, named, tmp_path):
     out = tmp_path / "run"
-    proc = run_cmd(["python", "-m", f"rlft.{stage}", f"recipes/{STAGES[stage]}.yaml", "--output_dir", str(out),
+    proc = run_cmd(["python", "-m", f"rlft.{stage}", STAGES[stage], "--output_dir", str(out),
                     *flags], timeout=120)
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr

@@ -41,7 +41,8 @@ class Entry:
     subclass in that module (``None`` for a command); ``pipeline`` and
     ``ablate`` say whether ``rlft pipeline`` can chain it and ``rlft ablate``
     can run a grid of it; ``rules`` are the stage's own key rules, on top of
-    the ones every stage shares (:func:`rules_for`).
+    the ones every stage shares (:func:`rules_for`); ``recipe`` is the shipped
+    recipe that shows it (the docs and the tests run it).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Entry:
     pipeline: bool = False
     ablate: bool = False
     rules: Mapping[str, Rule] = field(default_factory=dict)
+    recipe: str | None = None
 
     @property
     def module(self) -> str:
@@ -128,16 +130,17 @@ def rules_for(stage: str) -> dict[str, Rule]:
 
 for _entry in (
     Entry("sft", "rlft.sft", "supervised fine-tuning on worked solutions", stage_class="SFT", pipeline=True,
-          ablate=True, rules=key_rules.SFT_KEYS),
+          ablate=True, rules=key_rules.SFT_KEYS, recipe="recipes/sft.yaml"),
     Entry("pairs", "rlft.commands.pairs", "preference pairs sampled from a policy and scored by verifiable rewards",
-          pipeline=True),
+          pipeline=True, recipe="recipes/pairs.yaml"),
     Entry("dpo", "rlft.dpo", "DPO preference tuning", stage_class="DPO", pipeline=True, ablate=True,
-          rules=key_rules.DPO_KEYS),
+          rules=key_rules.DPO_KEYS, recipe="recipes/dpo.yaml"),
     Entry("orpo", "rlft.orpo", "ORPO preference tuning (no reference model)", stage_class="ORPO", pipeline=True,
-          ablate=True, rules=key_rules.ORPO_KEYS),
+          ablate=True, rules=key_rules.ORPO_KEYS, recipe="recipes/orpo.yaml"),
     Entry("grpo", "rlft.grpo", "GRPO with verifiable rewards", stage_class="GRPO", pipeline=True, ablate=True,
-          rules=key_rules.GRPO_KEYS),
-    Entry("pipeline", "rlft.commands.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage"),
+          rules=key_rules.GRPO_KEYS, recipe="recipes/math.yaml"),
+    Entry("pipeline", "rlft.commands.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage",
+          recipe="recipes/pipeline.yaml"),
     Entry("merge", "rlft.commands.merge",
           "fold a run's adapter chain into its base: a plain transformers/vLLM model directory"),
     Entry("eval", "rlft.eval", "greedy, verifier-scored comparison of models against their base"),
