@@ -42,7 +42,7 @@ from rlft.core.files import write_atomic
 from rlft.core.manifest import read_manifest
 from rlft.core.recipe import parse_recipe
 from rlft.core.run_dir import complete_checkpoints
-from rlft.core.runtime import setup_logging
+from rlft.core.runtime import discard_deferred_warnings, setup_logging
 from rlft.stage import registry
 
 logger = logging.getLogger("rlft.commands.pipeline")
@@ -168,10 +168,8 @@ def check_stages(args: PipelineArguments) -> None:
 def check_parses(runs: Sequence[tuple[str, Any, list[str]]]) -> None:
     """Parse each ``(label, parse, argv)`` of runs that are to come; the first error, prefixed by its label.
 
-    The precision notes a parse logs are held back: each run logs them itself when it starts.
+    The notes a parse queues (renamed keys) are dropped here: each run logs its own when it starts.
     """
-    quiet = logging.getLogger("rlft.core.runtime")
-    quiet.disabled = True
     try:
         for label, parse, argv in runs:
             try:
@@ -179,7 +177,7 @@ def check_parses(runs: Sequence[tuple[str, Any, list[str]]]) -> None:
             except UserError as err:
                 raise UserError(f"{label}: {one_line(str(err))}") from None
     finally:
-        quiet.disabled = False
+        discard_deferred_warnings()
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
