@@ -148,9 +148,11 @@ def shared_engine(bundled_dir):
 
 
 def vllm_run(out, *extra):
-    # no warmup: the recipe's first step has learning rate 0, and every step here must move the weights
+    # no warmup: the recipe's first step has learning rate 0, and every step here must move the weights;
+    # one prompt of 4 completions per step (test_grpo's 2): length_reward spreads every group, the step is half
     return [*TINY, "--output_dir", str(out), "--engine", "vllm", "--vllm_sync", "merged", "--vllm_dtype", "float32",
-            "--bf16", "false", "--eval_before_after", "false", "--warmup_steps", "0", *extra]
+            "--bf16", "false", "--eval_before_after", "false", "--warmup_steps", "0",
+            "--per_device_train_batch_size", "4", *extra]
 
 
 @pytest.mark.slow
