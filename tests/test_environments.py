@@ -242,7 +242,8 @@ def test_the_example_trains_two_steps_on_the_real_engine(tmp_path):
     pytest.importorskip("vllm")
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "rlft.grpo", *EXAMPLE, "--output_dir", str(out),
-                           "--max_completion_length", "96", "--eval_max_new_tokens", "48"],
+                           "--max_completion_length", "96", "--eval_max_new_tokens", "48",
+                           "--per_device_train_batch_size", "4"],  # one episode group per step
                           cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "experimental feature" not in proc.stderr + proc.stdout  # the checked notice went to run.log
