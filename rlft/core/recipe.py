@@ -37,7 +37,7 @@ import json
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -387,7 +387,7 @@ def coerce_recipe(sources: Sequence[tuple[str, dict[str, Any]]], keys: dict[str,
 
     Raises :class:`UserError` for an unknown key (naming a close match) or a
     value of the wrong type. Shared by :func:`parse_recipe` and the fast
-    pre-check (:mod:`rlft.stage.key_table`), so both refuse in the same words.
+    stages' parse (:mod:`rlft.stage.parsing`, types from the key table), so both refuse in the same words.
 
     Example:
         >>> coerce_recipe([("on the command line", {"steps": "3"})], {"steps": int}, {})
@@ -411,27 +411,24 @@ def parse_recipe(
     dataclass_types: Sequence[type],
     argv: Sequence[str] | None = None,
     prog: str = "rlft",
-    defaults: dict[str, Any] | None = None,
     file_keys_only: set[str] | None = None,
-    adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Build one instance of each dataclass from ``[recipe.yaml] [--key value ...]``.
 
     Returns the instances (in the order given) and the resolved recipe: the
     file's keys with command-line overrides applied, converted to their types.
     Raises :class:`UserError` for an unknown key, a wrong type, or a missing or
-    unparsable recipe file. ``--help`` prints every key and exits 0.
-    ``defaults`` (e.g. ``use_cpu`` on a machine without a GPU) apply where
-    neither the file nor the command line sets the key, and are not recorded
-    in the resolved recipe, which stays portable. With ``file_keys_only``,
-    the recipe file's other keys are ignored (a tool that reads one part of a
-    stage's recipe, e.g. its rewards). ``adjust`` maps the merged values to
-    the ones used (e.g. bf16 off on a CPU without native bf16); like
-    ``defaults``, its changes stay out of the resolved recipe.
+    unparsable recipe file. ``--help`` prints every key and exits 0. With
+    ``file_keys_only``, the recipe file's other keys are ignored (a tool that
+    reads one part of a stage's recipe, e.g. its rewards). A training stage
+    reads its recipe through :func:`rlft.stage.parsing.parse_stage`, which
+    checks it against the stage's key table first (the same coercion).
 
     Example:
-        >>> from trl import SFTConfig  # doctest: +SKIP
-        >>> (cfg,), recipe = parse_recipe([SFTConfig], ["recipes/sft.yaml", "--max_steps", "3"])  # doctest: +SKIP
+        >>> from rlft.core.arguments import EvalArguments
+        >>> (cfg,), recipe = parse_recipe([EvalArguments], ["--eval_samples", "8"])
+        >>> cfg.eval_samples, recipe
+        (8, {'eval_samples': 8})
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
@@ -439,13 +436,10 @@ def parse_recipe(
         raise SystemExit(0)
     sources = recipe_sources(argv, file_keys_only)
     resolved = coerce_recipe(sources, known_keys(dataclass_types), renamed_keys(dataclass_types))
-    given = {**(defaults or {}), **resolved}
-    if adjust is not None:
-        given = adjust(given)
     instances = []
     for cls in dataclass_types:
         names = _fields(cls)
-        kwargs = {k: v for k, v in given.items() if k in names}
+        kwargs = {k: v for k, v in resolved.items() if k in names}
         try:
             instances.append(cls(**kwargs))
         except (ValueError, TypeError) as err:
