@@ -436,15 +436,26 @@ def parse_recipe(
         raise SystemExit(0)
     sources = recipe_sources(argv, file_keys_only)
     resolved = coerce_recipe(sources, known_keys(dataclass_types), renamed_keys(dataclass_types))
+    return instances_from(dataclass_types, resolved), resolved
+
+
+def instances_from(dataclass_types: Sequence[type], values: dict[str, Any]) -> list[Any]:
+    """One instance of each class from the keys it has; a dataclass's own check is one line.
+
+    Example:
+        >>> import dataclasses
+        >>> Steps = dataclasses.make_dataclass("Steps", [("max_steps", int, 1)])
+        >>> instances_from([Steps], {"max_steps": 3, "seed": 1})
+        [Steps(max_steps=3)]
+    """
     instances = []
     for cls in dataclass_types:
         names = _fields(cls)
-        kwargs = {k: v for k, v in resolved.items() if k in names}
         try:
-            instances.append(cls(**kwargs))
+            instances.append(cls(**{k: v for k, v in values.items() if k in names}))
         except (ValueError, TypeError) as err:
             raise UserError(f"invalid recipe: {err}") from None
-    return instances, resolved
+    return instances
 
 
 def parse_command(argv: Sequence[str] | None, options: type, prog: str, target: str) -> tuple[str, Any]:

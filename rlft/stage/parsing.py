@@ -35,7 +35,7 @@ from typing import Any
 
 import rewards
 from rlft.core.errors import UserError
-from rlft.core.recipe import coerce_recipe, help_text, recipe_sources
+from rlft.core.recipe import coerce_recipe, help_text, instances_from, recipe_sources
 from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
 from rlft.stage import key_table
 from rlft.stage.input_checks import check_counts
@@ -123,16 +123,9 @@ def build_instances(classes: Sequence[type], values: dict[str, Any]) -> list[Any
         >>> build_instances([EvalArguments], {"eval_samples": 5, "max_steps": 3})
         [EvalArguments(eval_before_after=True, eval_samples=5, eval_max_new_tokens=96, eval_batch_size=16)]
     """
-    instances = []
     with launcher_precision():
         launcher_follows_recipe(values)
-        for cls in classes:
-            names = {f.name for f in fields(cls) if f.init}
-            try:
-                instances.append(cls(**{k: v for k, v in values.items() if k in names}))
-            except (ValueError, TypeError) as err:
-                raise UserError(f"invalid recipe: {err}") from None
-    return instances
+        return instances_from(classes, values)
 
 
 def defaults_of(parts: Sequence[Any]) -> dict[str, Any]:
