@@ -241,7 +241,7 @@ def test_tool_transcripts_train_on_the_call_and_the_answer_not_on_the_result(bun
     assert trained == f"{call}<|im_end|>\n{row['solution']}<|im_end|>\n"
     # the calculator's schema in the system prompt and its result are context, as in GRPO's rollouts
     assert '"name": "calculator"' in masked and f"<tool_response>\n{row['answer']}\n</tool_response>" in masked
-    rollout_prompt = tokenizer.apply_chat_template(row["prompt"], tools=stage.tools, tokenize=False,
+    rollout_prompt = tokenizer.apply_chat_template(row["prompt"], tools=stage.tools.functions, tokenize=False,
                                                    add_generation_prompt=True)
     assert tokenizer.decode(ids).startswith(rollout_prompt)
 
