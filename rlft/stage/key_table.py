@@ -95,6 +95,13 @@ def _default(f: dataclasses.Field) -> tuple[bool, Any]:
     return False, None
 
 
+def _recorded_default(f: dataclasses.Field) -> Any:
+    """A field's default as the fingerprint records it: a default that is not JSON by its type (its repr may
+    hold a memory address)."""
+    ok, value = _default(f)
+    return value if ok else type(f.default).__name__
+
+
 def build(types_: Sequence[type]) -> dict[str, Any]:
     """One stage's table from its argument dataclasses, in parse order (the first class with a key wins).
 
@@ -132,9 +139,7 @@ def fingerprint(rlft_types: Sequence[type], config_name: str) -> str:
     """
     parts: list[Any] = [{name: _version(name) for name in LIBRARIES}, config_name]
     for cls in rlft_types:
-        # a default that is not JSON is recorded by its type: its repr may hold a memory address
-        fields = [(f.name, str(f.type), _default(f)[1] if _default(f)[0] else type(f.default).__name__, f.init)
-                  for f in dataclasses.fields(cls)]
+        fields = [(f.name, str(f.type), _recorded_default(f), f.init) for f in dataclasses.fields(cls)]
         parts.append([f"{cls.__module__}.{cls.__qualname__}", fields, getattr(cls, "renamed_keys", {})])
     return hashlib.sha256(json.dumps(parts, default=repr).encode()).hexdigest()[:16]
 

@@ -58,7 +58,12 @@ def parse_stage(stage: Any, argv: Sequence[str] | None) -> tuple[list[Any], dict
         sys.stdout.write(help_text(stage.argument_types(), f"rlft {stage.name}") + "\n")
         raise SystemExit(0)
     resolved = read_values(stage, argv)
-    return build_instances(stage.argument_types(), {**STAGE_DEFAULTS, **platform_defaults(), **resolved}), resolved
+    return build_instances(stage.argument_types(), run_values(resolved)), resolved
+
+
+def run_values(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The values a stage's dataclasses are built from: every stage's defaults, the machine's, then the recipe's."""
+    return {**STAGE_DEFAULTS, **platform_defaults(), **resolved}
 
 
 def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from rlft.core.runtime import (
     cpu_precision,
     defer_warning,
     is_main_process,
-    platform_defaults,
     setup_logging,
 )
 from rlft.core.tool_setup import ToolSetup
@@ -154,7 +153,7 @@ class TrainingStage:
         follows them. ``settled`` names each change and why; the manifest
         records it.
         """
-        values = {**parsing.STAGE_DEFAULTS, **platform_defaults(), **args.recipe}
+        values = parsing.run_values(args.recipe)
         changes = {key: (value, "slower than float32 on this CPU (measured)")
                    for key, value in cpu_precision(values).items() if values.get(key) != value}
         changes.update(self.settle_config(args))
