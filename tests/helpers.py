@@ -72,3 +72,50 @@ def slow_tool(seconds: float) -> str:
 
 def undocumented_tool(x):
     return x
+
+
+TINY_MODEL_NAME = "tiny-llama-test-v1"  # a new name when the recipe below changes: the cache keeps the old one
+
+
+def tiny_model_dir() -> "Path":
+    """A 2-layer random Llama with the bundled model's tokenizer and chat template, built once per machine.
+
+    For tests of mechanics (a run resumes, a launcher starts, an engine syncs): it loads, trains and samples in
+    a fraction of the bundled model's time. It answers nothing right; tests of what a model says use the bundled
+    one. Its directory sits in the rlft cache beside the bundled model, so subprocesses and vLLM load it by path.
+
+    Example:
+        >>> from transformers import AutoConfig
+        >>> AutoConfig.from_pretrained(tiny_model_dir()).num_hidden_layers  # doctest: +SKIP
+        2
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    from rlft.core.models import bundled_model_dir, cache_root
+
+    target = cache_root() / "models" / TINY_MODEL_NAME
+    if (target / "model.safetensors").exists():
+        return Path(target)
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    bundled = bundled_model_dir()
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        shutil.copy(bundled / name, tmp / name)
+    base = LlamaConfig.from_pretrained(bundled)
+    # head_dim 64 as the bundled model's: vLLM's CPU attention takes it
+    config = LlamaConfig(vocab_size=base.vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=base.bos_token_id, eos_token_id=base.eos_token_id,
+                         pad_token_id=base.pad_token_id, rope_parameters=base.rope_parameters)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return Path(target)

@@ -1,4 +1,4 @@
-"""GRPO on the bundled model: each engine and sync strategy trains; vLLM matches HF+peft."""
+"""GRPO mechanics on a tiny random Llama: each engine and sync strategy trains; vLLM matches HF+peft."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from rlft import grpo
+from tests.helpers import tiny_model_dir
 
 pytestmark = pytest.mark.slow
 
-TINY = ["recipes/math.yaml", "--max_steps", "2", "--per_device_train_batch_size", "8", "--num_generations", "4",
+TINY_MODEL = tiny_model_dir()  # a 2-layer random Llama: these tests check mechanics, not what a model says
+TINY = ["recipes/math.yaml", "--model_name_or_path", str(TINY_MODEL), "--max_steps", "2", "--per_device_train_batch_size", "8", "--num_generations", "4",
         "--max_completion_length", "16", "--num_train_samples", "32", "--num_test_samples", "4",
         "--eval_samples", "4", "--eval_max_new_tokens", "8", "--save_strategy", "no", "--report_to", "none",
         "--log_completions", "false", "--learning_rate", "1e-3", "--vllm_gpu_memory_utilization", "0.15",
@@ -68,7 +70,7 @@ def run_quietly(args, out):
 @pytest.mark.parametrize(
     "engine", [["hf"], ["vllm", "merged"], ["vllm", "adapter"]], ids=["hf", "vllm-merged", "vllm-adapter"]
 )
-def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
+def test_two_steps_train_and_log_rewards(engine, tmp_path):
     out = tmp_path / "run"
     args = [*TINY, "--output_dir", str(out), "--engine", engine[0]]
     if len(engine) > 1:
@@ -100,7 +102,7 @@ def test_two_steps_train_and_log_rewards(engine, tmp_path, bundled_dir):
         assert not (out / "old.txt").exists() and len(list((out / "completions").glob("*.parquet"))) == 2
 
 
-def test_hf_engine_trains_exactly_like_stock_trl(tmp_path, bundled_dir):
+def test_hf_engine_trains_exactly_like_stock_trl(tmp_path):
     """rlft's trainer layers (zero-advantage skipping, reward guards, atomic checkpoints) change no number.
 
     Same recipe and seed through ``rlft grpo --engine hf`` and through plain TRL
@@ -150,14 +152,14 @@ def test_enable_thinking_off_reaches_the_rollout_prompts(thinking_tokenizer, tmp
     assert all(text.startswith(f"{THINKING_OFF}\n<|im_start|>system") for text in texts), texts
 
 
-def test_full_fine_tuning_updates_every_trained_weight(tmp_path, bundled_dir):
+def test_full_fine_tuning_updates_every_trained_weight(tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "full"
     manifest = grpo.main([*TINY, "--output_dir", str(out), "--engine", "hf", "--use_peft", "false",
                           "--max_steps", "1", "--learning_rate", "1e-5", "--warmup_steps", "0", "--bf16", "false"])
     assert manifest["results"]["table"][0]["model"] == "base"
-    before = load_file(bundled_dir / "model.safetensors")
+    before = load_file(TINY_MODEL / "model.safetensors")
     after = load_file(out / "model.safetensors")
     moved = [k for k in after if k in before and not torch.equal(after[k], before[k])]
     assert len(moved) > len(after) // 2, f"one full-fine-tuning step moved only {len(moved)}/{len(after)} tensors"
@@ -170,13 +172,13 @@ def test_full_fine_tuning_updates_every_trained_weight(tmp_path, bundled_dir):
 
 
 @pytest.fixture(scope="module")
-def policy(bundled_dir):
-    """The bundled model with a LoRA adapter whose B matrices are small but non-zero (a trained-like policy)."""
+def policy():
+    """The tiny model with a LoRA adapter whose B matrices are small but non-zero (a trained-like policy)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(bundled_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(TINY_MODEL, dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -199,7 +201,7 @@ def make_engine(sync, tokenizer):
                           vllm_gpu_memory_utilization=0.15, temperature=TEMPERATURE,
                           top_p=1.0, top_k=0, min_p=None, max_completion_length=24, repetition_penalty=1.0,
                           generation_kwargs=None)
-    model_args = SimpleNamespace(model_name_or_path="bundled:smollm2-135m-instruct", chat_template_kwargs=None,
+    model_args = SimpleNamespace(model_name_or_path=str(TINY_MODEL), chat_template_kwargs=None,
                                  lora_r=8, use_peft=True)
     args = RolloutArguments(engine="vllm", vllm_sync=sync, vllm_dtype="float32", vllm_max_model_len=256)
     return VLLMEngine(args, cfg, model_args, tokenizer, sync)
