@@ -14,7 +14,7 @@ import torch
 
 from rlft import grpo
 from rlft.core.errors import run_cli
-from tests.test_grpo import PROMPTS, TINY, engine_greedy, hf_greedy, logged, strip_eos
+from tests.test_grpo import PROMPTS, TINY, TINY_MODEL, engine_greedy, hf_greedy, logged, strip_eos
 
 # -- refused before anything loads ---------------------------------------------------------------
 
@@ -107,13 +107,13 @@ def test_a_stale_engine_stops_with_the_strategy_and_the_gap():
     assert engine.checks and engine.checks[0] > engine.sync_tolerance  # recorded for the manifest before stopping
 
 
-# -- GRPO with the vLLM engine on the bundled model ----------------------------------------------
+# -- GRPO with the vLLM engine on the tiny model -------------------------------------------------
 
 GREEDY_TOKENS = 16  # greedy comparisons after training: test_grpo's 4 prompts, short completions
 
 
 @pytest.fixture(scope="module")
-def shared_engine(bundled_dir):
+def shared_engine():
     """Every run in this module gets the same vLLM engine, set back to the run's settings and start weights.
 
     The first run starts it through rlft's own ``make_engine``; a later run
@@ -178,7 +178,7 @@ def test_qlora_grpo_samples_the_trained_policy(shared_engine, tmp_path, bundled_
 
     # the trained adapter on the 4-bit base, served by the engine and by HF+peft
     options = LoadOptions(quantization={"bits": 4, "quant_type": "nf4", "double_quant": True})
-    policy = PeftModel.from_pretrained(load_model("bundled:smollm2-135m-instruct", "float32", options=options),
+    policy = PeftModel.from_pretrained(load_model(str(TINY_MODEL), "float32", options=options),
                                        str(out)).eval()
     engine.sync_weights(policy)
     with torch.no_grad():
@@ -192,7 +192,7 @@ def test_qlora_grpo_samples_the_trained_policy(shared_engine, tmp_path, bundled_
 
 
 @pytest.mark.slow
-def test_dora_grpo_samples_the_trained_policy(shared_engine, tmp_path, bundled_tokenizer, bundled_dir):
+def test_dora_grpo_samples_the_trained_policy(shared_engine, tmp_path, bundled_tokenizer):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -211,7 +211,7 @@ def test_dora_grpo_samples_the_trained_policy(shared_engine, tmp_path, bundled_t
     # the trained DoRA adapter (two optimizer steps), served by the engine and by HF+peft
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["use_dora"] is True
-    base = AutoModelForCausalLM.from_pretrained(bundled_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(TINY_MODEL, dtype=torch.float32)
     policy = PeftModel.from_pretrained(base, str(out)).eval()
     magnitudes = [p for n, p in policy.named_parameters() if "lora_magnitude_vector" in n]
     assert magnitudes, "no DoRA magnitude vector was trained"
