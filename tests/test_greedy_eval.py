@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cmd
+from tests.helpers import tiny_model_dir
 
 
 def logged(out: Path) -> list[dict]:
@@ -43,6 +44,7 @@ def test_keep_best_naming_a_metric_the_run_does_not_log_is_refused_before_the_mo
     assert len(run.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
+TINY_MODEL = ["--model_name_or_path", str(tiny_model_dir())]  # mechanics: a 2-layer random Llama
 EVAL_ROWS = ["--num_test_samples", "8", "--eval_samples", "8", "--eval_max_new_tokens", "24",
              "--eval_batch_size", "8"]
 
@@ -66,7 +68,7 @@ def eval_texts(out: Path, step: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sft_evaluates_at_the_right_steps_keeps_the_best_checkpoint_and_agrees_with_rlft_eval(tmp_path, bundled_dir):
+def test_sft_evaluates_at_the_right_steps_keeps_the_best_checkpoint_and_agrees_with_rlft_eval(tmp_path):
     from safetensors.torch import load_file
 
     from rlft import sft
@@ -76,7 +78,7 @@ def test_sft_evaluates_at_the_right_steps_keeps_the_best_checkpoint_and_agrees_w
     helpers.FADING_CALLS[0] = 0  # its first evaluation (step 2) scores best, the later ones worse
     data = ["--dataset_name", "task:word_problems"]
     manifest = sft.main([
-        "recipes/sft.yaml", "--output_dir", str(out), *data, *EVAL_ROWS, "--num_train_samples", "32",
+        "recipes/sft.yaml", *TINY_MODEL, "--output_dir", str(out), *data, *EVAL_ROWS, "--num_train_samples", "32",
         "--max_steps", "5", "--per_device_train_batch_size", "4", "--learning_rate", "2e-3", "--warmup_steps", "0",
         "--logging_steps", "1", "--save_steps", "1", "--save_total_limit", "2", "--eval_before_after", "false",
         "--reward_funcs", "[accuracy, tests.helpers:fading_reward]", "--eval_steps", "2",
@@ -116,7 +118,7 @@ def test_sft_evaluates_at_the_right_steps_keeps_the_best_checkpoint_and_agrees_w
 
 
 @pytest.mark.slow
-def test_grpo_evaluates_through_the_synced_vllm_engine_like_transformers(tmp_path, bundled_dir):
+def test_grpo_evaluates_through_the_synced_vllm_engine_like_transformers(tmp_path):
     from rlft import grpo
     from tests.test_grpo import TINY
 
@@ -140,14 +142,15 @@ def test_grpo_evaluates_through_the_synced_vllm_engine_like_transformers(tmp_pat
 
 
 @pytest.mark.slow
-def test_early_stopping_ends_the_run_after_patience_evaluations_without_a_new_best(tmp_path, bundled_dir):
+def test_early_stopping_ends_the_run_after_patience_evaluations_without_a_new_best(tmp_path):
     from rlft import sft
     from tests import helpers
 
     out = tmp_path / "sft"
     helpers.FADING_CALLS[0] = 0  # 1.0, then worse at every evaluation
     manifest = sft.main([
-        "recipes/sft.yaml", "--output_dir", str(out), *EVAL_ROWS, "--num_train_samples", "32", "--max_steps", "10",
+        "recipes/sft.yaml", *TINY_MODEL, "--output_dir", str(out), *EVAL_ROWS, "--num_train_samples", "32",
+        "--max_steps", "10",
         "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "100",
         "--eval_before_after", "false", "--report_to", "none", "--reward_funcs", "[tests.helpers:fading_reward]",
         "--eval_steps", "1", "--keep_best", "eval/fading_reward", "--early_stopping_patience", "2",
@@ -161,7 +164,7 @@ def test_early_stopping_ends_the_run_after_patience_evaluations_without_a_new_be
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["dpo", "orpo"])
-def test_preference_stages_evaluate_during_training_beside_their_own_metrics(stage, tmp_path, bundled_dir):
+def test_preference_stages_evaluate_during_training_beside_their_own_metrics(stage, tmp_path):
     import importlib
 
     from tests.test_preference import STAGE_FAST, chat_pairs

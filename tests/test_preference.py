@@ -10,6 +10,7 @@ import torch
 
 from rlft.commands.pairs import PairsArguments, build_pairs, weighted_scores
 from rlft.core.errors import UserError, run_cli
+from tests.helpers import tiny_model_dir
 
 ROWS = [{"prompt": "What is 2 + 2?", "answer": "4"}, {"prompt": "What is 3 + 5?", "answer": "8"},
         {"prompt": "What is 9 - 1?", "answer": "8"}]
@@ -61,12 +62,13 @@ def test_pairs_arguments_refuse_settings_that_cannot_make_pairs(key, value, need
         PairsArguments(**{key: value})
 
 
-# -- stages on the bundled model -----------------------------------------------------------------
+# -- stages on the tiny model (mechanics; tests/helpers.tiny_model_dir) ----------------------------
 
-PAIRS_FAST = ["--num_train_samples", "6", "--num_test_samples", "2", "--samples_per_prompt", "4",
+TINY_MODEL = ["--model_name_or_path", str(tiny_model_dir())]
+PAIRS_FAST = [*TINY_MODEL, "--num_train_samples", "6", "--num_test_samples", "2", "--samples_per_prompt", "4",
               "--max_new_tokens", "12", "--engine", "hf", "--min_score_gap", "0.01",
               "--reward_funcs", "[accuracy, tests.helpers:length_reward]"]
-STAGE_FAST = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
+STAGE_FAST = [*TINY_MODEL, "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
               "--save_strategy", "no", "--eval_samples", "2", "--eval_max_new_tokens", "8",
               "--learning_rate", "1e-3", "--max_length", "96", "--test_size", "0.2"]
 
@@ -83,7 +85,7 @@ def logged(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory, bundled_dir):
+def pairs_file(tmp_path_factory):
     from rlft.commands import pairs
 
     out = tmp_path_factory.mktemp("pairs") / "run"
@@ -127,7 +129,7 @@ def test_dpo_trains_with_lora_and_one_model_in_memory(pairs_file, tmp_path, monk
 
 
 @pytest.mark.slow
-def test_dpo_takes_a_standard_plain_text_preference_file(tmp_path, bundled_dir):
+def test_dpo_takes_a_standard_plain_text_preference_file(tmp_path):
     """A user's own pairs: plain strings, no `answer` column (so no before/after check), no rlft provenance."""
     from rlft import dpo
 
@@ -222,11 +224,11 @@ def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     from rlft.core import models
 
     sft_dir, dpo_dir, grpo_dir = tmp_path / "sft", tmp_path / "dpo", tmp_path / "grpo"
-    sft.main(["recipes/sft.yaml", "--output_dir", str(sft_dir), "--num_train_samples", "8", "--num_test_samples", "2",
+    sft.main(["recipes/sft.yaml", *TINY_MODEL, "--output_dir", str(sft_dir), "--num_train_samples", "8", "--num_test_samples", "2",
               "--per_device_train_batch_size", "4", "--max_steps", "2", "--save_strategy", "no",
               "--eval_before_after", "false", "--learning_rate", "1e-3"])
     dpo.main(["recipes/dpo.yaml", "--output_dir", str(dpo_dir), "--dataset_name", str(pairs_file),
-              "--model_name_or_path", str(sft_dir), "--eval_before_after", "false", *STAGE_FAST])
+              "--eval_before_after", "false", *STAGE_FAST, "--model_name_or_path", str(sft_dir)])
     first = next(e for e in logged(dpo_dir) if "rewards/chosen" in e)
     assert first["rewards/chosen"] == 0.0, "the reference must be the SFT model (the policy's starting point)"
     resolved = models.resolve_model(str(dpo_dir))
@@ -271,7 +273,7 @@ def test_pipeline_checks_every_stage_before_running_any(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_runs_chains_evaluates_and_skips_finished_stages_on_rerun(tmp_path, bundled_dir):
+def test_pipeline_runs_chains_evaluates_and_skips_finished_stages_on_rerun(tmp_path):
     """`rlft pipeline` end to end on a tiny chain: SFT -> DPO ("@sft" substituted), then one evaluation."""
     from tests.conftest import run_cmd
 
@@ -280,17 +282,20 @@ def test_pipeline_runs_chains_evaluates_and_skips_finished_stages_on_rerun(tmp_p
                                          "chosen": [{"role": "assistant", "content": f"The answer is {i + 1}."}],
                                          "rejected": [{"role": "assistant", "content": "I don't know."}],
                                          "answer": str(i + 1)}) + "\n" for i in range(10)))
+    tiny = str(tiny_model_dir())
     small = {"max_steps": 1, "per_device_train_batch_size": 2, "eval_before_after": False, "save_strategy": "no"}
     recipe = tmp_path / "pipeline.yaml"
     recipe.write_text(json.dumps({  # JSON is YAML
         "output_dir": str(out),
-        "stages": {"sft": {"recipe": "recipes/sft.yaml", "overrides": {**small, "num_train_samples": 8,
+        "stages": {"sft": {"recipe": "recipes/sft.yaml", "overrides": {**small, "model_name_or_path": tiny,
+                                                                       "num_train_samples": 8,
                                                                        "num_test_samples": 2}},
                    "dpo": {"recipe": "recipes/dpo.yaml", "overrides": {**small, "model_name_or_path": "@sft",
                                                                        "dataset_name": str(pairs),
                                                                        "max_length": 64}}},
         "evaluation": {"recipe": "recipes/eval_math.yaml", "models": ["base", "@sft", "@dpo"],
-                       "overrides": {"engine": "hf", "general_suite": False, "num_test_samples": 3,
+                       "overrides": {"model_name_or_path": tiny, "engine": "hf", "general_suite": False,
+                                     "num_test_samples": 3,
                                      "eval_samples": 3, "eval_max_new_tokens": 8}},
     }))
     first = run_cmd(["rlft", "pipeline", str(recipe)], timeout=900)

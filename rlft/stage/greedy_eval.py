@@ -41,11 +41,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from rlft.core.errors import UserError
 from rlft.core.files import write_atomic
 from rlft.core.tool_setup import ToolSetup
+from rlft.stage.input_checks import check_eval_settings
 from rlft.evaluation.generation import hf_completions
 from rlft.evaluation.scoring import score_outputs
 
@@ -97,18 +99,7 @@ class TrainingEvalArguments:
     )
 
     def __post_init__(self) -> None:
-        for name in ("eval_steps", "early_stopping_patience"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"{name} must be a positive integer, got {value}")
-        if self.keep_best and not self.eval_steps:
-            raise UserError(f"keep_best: {self.keep_best} needs eval_steps: N (the evaluations it picks from)")
-        if self.keep_best and not self.keep_best.startswith("eval/"):
-            raise UserError(f"keep_best names an eval metric such as eval/accuracy, got {self.keep_best!r}")
-        if self.final_model == "best" and not self.keep_best:
-            raise UserError("final_model: best needs keep_best: <metric> (e.g. eval/accuracy)")
-        if self.early_stopping_patience and not self.keep_best:
-            raise UserError("early_stopping_patience needs keep_best: <metric> (the value that must improve)")
+        check_eval_settings(SimpleNamespace(**vars(self), save_strategy="steps"))  # the strategy: check_plan's
 
 
 @dataclass
@@ -255,10 +246,7 @@ def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg
     """Refuse, in one line, an evaluation during training that cannot run on this data, rewards or saving."""
     if not during.eval_steps:
         return
-    if during.keep_best and str(getattr(cfg.save_strategy, "value", cfg.save_strategy)) != "steps":
-        raise UserError(f"keep_best keeps a checkpoint: it needs save_strategy: steps (this run has "
-                        f"{getattr(cfg.save_strategy, 'value', cfg.save_strategy)}); a large save_steps saves only "
-                        "the best and the last")
+    check_eval_settings(SimpleNamespace(**vars(during), save_strategy=cfg.save_strategy))
     if "answer" not in test.column_names:
         raise UserError("eval_steps needs an 'answer' column in the test split to score the answers; "
                         f"it has {', '.join(test.column_names)}")

@@ -41,6 +41,36 @@ def check_counts(cfg: Any) -> None:
             raise UserError(f"{name} must be positive with {strategy}: steps, got {value}")
 
 
+def check_eval_settings(cfg: Any) -> None:
+    """Evaluation during training that cannot work as set: refused before any library loads.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_eval_settings(SimpleNamespace(eval_steps=None, keep_best="eval/accuracy"))
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: keep_best: eval/accuracy needs eval_steps: N (the evaluations it picks from)
+    """
+    eval_steps, keep_best = getattr(cfg, "eval_steps", None), getattr(cfg, "keep_best", None)
+    patience = getattr(cfg, "early_stopping_patience", None)
+    for name, value in (("eval_steps", eval_steps), ("early_stopping_patience", patience)):
+        if value is not None and value <= 0:
+            raise UserError(f"{name} must be a positive integer, got {value}")
+    if keep_best and not eval_steps:
+        raise UserError(f"keep_best: {keep_best} needs eval_steps: N (the evaluations it picks from)")
+    if keep_best and not keep_best.startswith("eval/"):
+        raise UserError(f"keep_best names an eval metric such as eval/accuracy, got {keep_best!r}")
+    if getattr(cfg, "final_model", "last") == "best" and not keep_best:
+        raise UserError("final_model: best needs keep_best: <metric> (e.g. eval/accuracy)")
+    if patience and not keep_best:
+        raise UserError("early_stopping_patience needs keep_best: <metric> (the value that must improve)")
+    strategy = getattr(cfg, "save_strategy", "steps")
+    strategy = str(getattr(strategy, "value", strategy))  # transformers' str enum, or the recipe's string
+    if keep_best and strategy != "steps":
+        raise UserError(f"keep_best keeps a checkpoint: it needs save_strategy: steps (this run has {strategy}); "
+                        "a large save_steps saves only the best and the last")
+
+
 def check_reward_weights(cfg: Any, reward_funcs: list) -> None:
     """One ``reward_weights`` value per reward (TRL would reject a mismatch late).
 

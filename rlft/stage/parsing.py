@@ -38,7 +38,7 @@ from rlft.core.errors import UserError
 from rlft.core.recipe import coerce_recipe, help_text, instances_from, recipe_sources
 from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
 from rlft.stage import key_table
-from rlft.stage.input_checks import check_counts
+from rlft.stage.input_checks import check_counts, check_eval_settings
 from rlft.stage.registry import rules_for
 
 #: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
@@ -81,7 +81,8 @@ def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str,
 
 
 def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """rlft's checks of a recipe's values that need no library: refused keys, lora_r, counts, reward names.
+    """rlft's checks of a recipe's values that need no library: refused keys, lora_r, counts, eval settings,
+    reward names.
 
     Refused keys come first, so a refused setting gets rlft's words before
     TRL or transformers check it in theirs.
@@ -91,6 +92,7 @@ def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any])
     if given.get("use_peft") and isinstance(given.get("lora_r"), int) and given["lora_r"] <= 0:
         raise UserError(f"lora_r must be a positive integer, got {given['lora_r']}")
     check_counts(SimpleNamespace(**given))
+    check_eval_settings(SimpleNamespace(**given))
     for name in resolved.get("reward_funcs") or []:
         if ":" not in name and name not in rewards.REWARDS:  # dotted paths are imported with the rewards
             try:
