@@ -20,12 +20,14 @@ from rlft.core.errors import UserError, run_cli
 from rlft.core.run_dir import RunArguments, check_output_dir, complete_checkpoints
 from rlft.stage.training_guards import TrainingHalted
 from tests.conftest import REPO, run_cmd
+from tests.helpers import tiny_model_dir
 
-SFT_TINY = ["recipes/sft.yaml", "--num_train_samples", "48", "--num_test_samples", "4",
+TINY_MODEL = ["--model_name_or_path", str(tiny_model_dir())]  # mechanics: a 2-layer random Llama
+SFT_TINY = ["recipes/sft.yaml", *TINY_MODEL, "--num_train_samples", "48", "--num_test_samples", "4",
             "--per_device_train_batch_size", "4", "--max_length", "128", "--logging_steps", "1",
             "--eval_before_after", "false", "--learning_rate", "1e-3", "--warmup_steps", "0",
             "--save_total_limit", "10"]
-GRPO_TINY = ["recipes/math.yaml", "--per_device_train_batch_size", "8", "--num_generations", "4",
+GRPO_TINY = ["recipes/math.yaml", *TINY_MODEL, "--per_device_train_batch_size", "8", "--num_generations", "4",
              "--max_completion_length", "12", "--num_train_samples", "32", "--num_test_samples", "4",
              "--eval_before_after", "false", "--report_to", "none", "--log_completions", "false",
              "--engine", "hf", "--reward_funcs", "[accuracy, tests.helpers:length_reward]",
@@ -159,11 +161,11 @@ def test_rerun_into_a_finished_run_is_refused_from_the_command_line(tmp_path):
     assert snapshot(out) == before
 
 
-# -- failing rewards and non-finite numbers (bundled model) ---------------------------------------------
+# -- failing rewards and non-finite numbers (tiny model) ------------------------------------------------
 
 
 @pytest.mark.slow
-def test_reward_raising_mid_run_stops_with_the_sample_and_a_checkpoint(tmp_path, bundled_dir, capsys):
+def test_reward_raising_mid_run_stops_with_the_sample_and_a_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     args = [*GRPO_TINY, "--reward_funcs", "[accuracy, tests.helpers:fails_after_first_step]",
             "--max_steps", "3", "--save_strategy", "no", "--output_dir", str(out)]
@@ -183,7 +185,7 @@ def test_reward_raising_mid_run_stops_with_the_sample_and_a_checkpoint(tmp_path,
 
 
 @pytest.mark.slow
-def test_nan_reward_stops_the_run(tmp_path, bundled_dir, capsys):
+def test_nan_reward_stops_the_run(tmp_path, capsys):
     code = run_cli(grpo.main, [*GRPO_TINY, "--reward_funcs", "[tests.helpers:nan_reward]", "--reward_weights",
                                "[1.0]", "--max_steps", "2", "--save_strategy", "no",
                                "--output_dir", str(tmp_path / "run")])
@@ -192,7 +194,7 @@ def test_nan_reward_stops_the_run(tmp_path, bundled_dir, capsys):
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_with_a_finite_checkpoint(tmp_path, bundled_dir, monkeypatch, capsys):
+def test_nan_loss_stops_with_a_finite_checkpoint(tmp_path, monkeypatch, capsys):
     from trl import SFTTrainer
 
     original = SFTTrainer.compute_loss
@@ -238,7 +240,7 @@ def _kill_after(proc: subprocess.Popen, ready: Path, timeout: float = 600) -> No
 
 
 @pytest.mark.slow
-def test_sft_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, bundled_dir):
+def test_sft_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
     common = [*SFT_TINY, "--max_steps", "8", "--save_steps", "2"]
     whole = tmp_path / "whole"
     assert run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(whole)]).returncode == 0
@@ -261,7 +263,7 @@ def test_sft_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, bundled_
 
 
 @pytest.mark.slow
-def test_kill_during_a_save_keeps_the_previous_checkpoint_and_resume_ignores_the_partial(tmp_path, bundled_dir):
+def test_kill_during_a_save_keeps_the_previous_checkpoint_and_resume_ignores_the_partial(tmp_path):
     out = tmp_path / "run"
     common = [*SFT_TINY, "--max_steps", "6", "--save_steps", "2", "--output_dir", str(out)]
     # SIGKILL this process in the middle of writing checkpoint-4 (after the weights, before the RNG state)
@@ -290,7 +292,7 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint_and_resume_ignores_the
 
 
 @pytest.mark.slow
-def test_grpo_killed_then_resumed_continues_the_log(tmp_path, bundled_dir):
+def test_grpo_killed_then_resumed_continues_the_log(tmp_path):
     out = tmp_path / "run"
     common = [*GRPO_TINY, "--max_steps", "3", "--save_steps", "1", "--output_dir", str(out)]
     proc = _start(["-m", "rlft.grpo", *common])
@@ -401,7 +403,7 @@ def test_reward_workers_that_cannot_start_stop_the_run_even_when_skipping():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_path, bundled_dir):
+def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_path):
     """SIGTERM runs rlft's shutdown; SIGKILL (the OOM killer) runs nothing, and the reaper cleans up."""
     import psutil
 
