@@ -74,7 +74,7 @@ def undocumented_tool(x):
     return x
 
 
-TINY_MODEL_NAME = "tiny-llama-test-v1"  # a new name when the recipe below changes: the cache keeps the old one
+TINY_MODEL_NAME = "tiny-llama-test-v5"  # a new name when the recipe below changes: the cache keeps the old one
 
 
 def tiny_model_dir() -> "Path":
@@ -108,13 +108,20 @@ def tiny_model_dir() -> "Path":
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
         shutil.copy(bundled / name, tmp / name)
     base = LlamaConfig.from_pretrained(bundled)
-    # head_dim 64 as the bundled model's: vLLM's CPU attention takes it
+    # head_dim 64 as the bundled model's (vLLM's CPU attention takes it); untied embeddings: tied, a random
+    # model's likeliest next token is the last one, and greedy answers are the same token over and over
     config = LlamaConfig(vocab_size=base.vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=base.bos_token_id, eos_token_id=base.eos_token_id,
-                         pad_token_id=base.pad_token_id, rope_parameters=base.rope_parameters)
+                         initializer_range=0.1, tie_word_embeddings=False, bos_token_id=base.bos_token_id,
+                         eos_token_id=base.eos_token_id, pad_token_id=base.pad_token_id,
+                         rope_parameters=base.rope_parameters)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        # Sharper next-token distributions (logit std ~6.8): greedy answers differ from prompt to prompt with clear
+        # margins, so two engines' float noise cannot flip an argmax; sampling still spreads a group's completions.
+        model.lm_head.weight.mul_(6.0)
+    model.save_pretrained(tmp)
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)

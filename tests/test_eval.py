@@ -11,6 +11,7 @@ from rlft import eval as rlft_eval
 from rlft.evaluation.compare import _rows
 from rlft.evaluation.metrics import paired_bootstrap, pass_at_k
 from rlft.evaluation.suite import SUITE, check
+from tests.helpers import tiny_model_dir
 
 
 @pytest.mark.parametrize(("n", "c", "k", "expected"), [
@@ -75,22 +76,24 @@ def test_models_list_on_the_command_line(tmp_path):
     assert args.models == ["base", "runs/a", "runs/b"]
 
 
-# -- on the bundled model ----------------------------------------------------------------------------------
+# -- on the tiny model (tests/helpers.tiny_model_dir): what the engines and reports do, not what a model says --
+
+TINY_MODEL = ["--model_name_or_path", str(tiny_model_dir())]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, bundled_dir):
+def trained(tmp_path_factory):
     """A 4-step SFT adapter with checkpoints (different enough from the base to change some answers)."""
     from rlft import sft
 
     out = tmp_path_factory.mktemp("eval") / "sft"
-    sft.main(["recipes/sft.yaml", "--output_dir", str(out), "--num_train_samples", "32", "--max_steps", "4",
+    sft.main(["recipes/sft.yaml", *TINY_MODEL, "--output_dir", str(out), "--num_train_samples", "32", "--max_steps", "4",
               "--per_device_train_batch_size", "4", "--learning_rate", "2e-3", "--save_steps", "2",
               "--save_total_limit", "5", "--eval_before_after", "false", "--logging_steps", "1"])
     return out
 
 
-EVAL = ["recipes/eval_math.yaml", "--eval_samples", "12", "--num_test_samples", "12", "--eval_max_new_tokens", "24",
+EVAL = ["recipes/eval_math.yaml", *TINY_MODEL, "--eval_samples", "12", "--num_test_samples", "12", "--eval_max_new_tokens", "24",
         "--eval_batch_size", "12", "--bootstrap_resamples", "200"]
 
 
@@ -125,7 +128,7 @@ def test_base_alone_means_the_recipes_model(trained, tmp_path):
         rows = [json.loads(line) for line in (tmp_path / run / "samples.jsonl").read_text().splitlines()]
         return [r["outputs"]["base"]["text"] for r in rows]
 
-    assert base_outputs("alone") == base_outputs("pair")  # the bundled model both times: the adapter's base
+    assert base_outputs("alone") == base_outputs("pair")  # the recipe's model both times: the adapter's base
 
 
 @pytest.mark.slow
@@ -195,11 +198,11 @@ def test_enable_thinking_off_reaches_the_closing_check(thinking_tokenizer, bundl
 
 
 @pytest.mark.slow
-def test_default_eval_reproduces_byte_for_byte_in_fresh_processes(bundled_dir, tmp_path):
+def test_default_eval_reproduces_byte_for_byte_in_fresh_processes(tmp_path):
     from tests.conftest import run_cmd
 
     def run(name):
-        proc = run_cmd(["python", "-m", "rlft.eval", "recipes/eval_math.yaml", "--models", "base",
+        proc = run_cmd(["python", "-m", "rlft.eval", "recipes/eval_math.yaml", *TINY_MODEL, "--models", "base",
                         "--eval_samples", "16", "--num_test_samples", "16", "--eval_max_new_tokens", "48",
                         "--general_suite", "false", "--vllm_gpu_memory_utilization", "0.15",
                         "--output_dir", str(tmp_path / name)], timeout=600)
