@@ -10,6 +10,7 @@ import pytest
 from rlft.commands.ablate import make_plan, parser
 from rlft.evaluation.ablation import nested_bootstrap, summarize
 from tests.conftest import run_cmd
+from tests.helpers import tiny_model_dir
 
 
 def plan_of(argv):
@@ -74,14 +75,15 @@ def test_another_grid_into_the_same_out_is_refused(tmp_path):
     assert again.returncode == 2 and "holds another ablation (lora_r=8,16" in again.stderr, again.stderr
 
 
-TINY = ["recipes/sft.yaml", "--grid", "learning_rate=1e-5,2e-3", "--seeds", "1", "2", "--set", "max_steps=2",
+TINY = ["recipes/sft.yaml", "--grid", "learning_rate=1e-5,2e-3", "--seeds", "1", "2", "--set",
+        f"model_name_or_path={tiny_model_dir()}", "max_steps=2",
         "num_train_samples=16", "per_device_train_batch_size=4", "num_test_samples=6", "eval_samples=6",
         "eval_max_new_tokens=12", "eval_batch_size=6", "save_strategy=no", "report_to=none", "logging_steps=1",
         "eval_steps=1"]
 
 
 @pytest.mark.slow
-def test_a_tiny_grid_runs_skips_finished_cells_and_collects_a_partial_grid(tmp_path, bundled_dir):
+def test_a_tiny_grid_runs_skips_finished_cells_and_collects_a_partial_grid(tmp_path):
     out = tmp_path / "abl"
     printed = run_cmd([".venv/bin/rlft", "ablate", *TINY, "--out", str(out), "--print-commands"])
     assert printed.returncode == 0, printed.stderr

@@ -2,7 +2,7 @@
 
 The example environment (``examples/guess_number``) is driven two ways: by a
 scripted engine that plays binary search, so every reward is known, and by
-the bundled model on rlft's real vLLM engine for two steps.
+a tiny random model on rlft's real vLLM engine for two steps.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from examples.guess_number.env import GuessNumber
 from rlft import grpo
 from rlft.core.errors import run_cli
 from tests.conftest import REPO
+from tests.helpers import tiny_model_dir
 from tests.test_grpo import logged
 
-EXAMPLE = ["examples/guess_number/grpo.yaml", "--max_steps", "2", "--num_test_samples", "4", "--eval_samples", "4",
+EXAMPLE = ["examples/guess_number/grpo.yaml", "--model_name_or_path", str(tiny_model_dir()), "--max_steps", "2", "--num_test_samples", "4", "--eval_samples", "4",
            "--save_strategy", "no", "--report_to", "none", "--log_completions", "false", "--learning_rate", "1e-3",
            "--warmup_steps", "0", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1"]
 
@@ -238,7 +239,7 @@ def test_grpo_in_the_example_environment_rewards_what_the_episode_says(monkeypat
 
 @pytest.mark.slow
 def test_the_example_trains_two_steps_on_the_real_engine(tmp_path):
-    """The bundled model in the example environment, rlft's vLLM engine, the closing check in fresh episodes."""
+    """The tiny model in the example environment, rlft's vLLM engine, the closing check in fresh episodes."""
     pytest.importorskip("vllm")
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "rlft.grpo", *EXAMPLE, "--output_dir", str(out),

@@ -7,15 +7,16 @@ import json
 import pytest
 
 from tests.conftest import run_cmd
+from tests.helpers import tiny_model_dir
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--num_train_samples", "16", "--per_device_train_batch_size", "2", "--logging_steps", "1",
+TINY = ["--model_name_or_path", str(tiny_model_dir()), "--num_train_samples", "16", "--per_device_train_batch_size", "2", "--logging_steps", "1",
         "--save_strategy", "no", "--eval_before_after", "false"]
 
 
 @pytest.mark.parametrize("config", ["launch/zero2.yaml", None], ids=["zero2", "default-config"])
-def test_accelerate_launch_sft(config, tmp_path, bundled_dir):
+def test_accelerate_launch_sft(config, tmp_path):
     out = tmp_path / "run"
     launcher = ["accelerate", "launch", *(["--config_file", config] if config else [])]
     result = run_cmd([*launcher, "rlft/sft.py", "recipes/sft.yaml",
@@ -45,7 +46,7 @@ def test_launch_configs_are_valid_yaml():
             assert cfg["mixed_precision"] == "bf16"
 
 
-GRPO_TINY = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
+GRPO_TINY = ["--model_name_or_path", str(tiny_model_dir()), "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
              "--max_completion_length", "16", "--num_train_samples", "32", "--num_test_samples", "4",
              "--eval_before_after", "false", "--save_strategy", "no", "--report_to", "none",
              "--log_completions", "false", "--engine", "hf"]
@@ -66,7 +67,7 @@ VLLM = ["--engine", "vllm", "--vllm_gpu_memory_utilization", "0.15", "--vllm_max
     ],
     ids=["zero2", "zero2-vllm", "zero3-2proc"],
 )
-def test_grpo_under_deepspeed(launcher, expected, engine, tmp_path, bundled_dir):
+def test_grpo_under_deepspeed(launcher, expected, engine, tmp_path):
     if engine:
         pytest.importorskip("vllm")
     out = tmp_path / "run"
