@@ -52,7 +52,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_multinode_config_as_two_machines_on_localhost(tmp_path, bundled_dir):
+def test_multinode_config_as_two_machines_on_localhost(tmp_path):
     """Each "machine" runs its own accelerate launch (machine_rank 0 and 1); together they train one ZeRO-3 run."""
     out, port = tmp_path / "run", free_port()
     common = ["accelerate", "launch", "--config_file", "launch/multinode.yaml", "--num_machines", "2",
