@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft demo-tools pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-docs lint clean
+.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft demo-tools pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-memory bench-docs lint clean
 
 setup: $(STAMP)
 
@@ -70,9 +70,9 @@ demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
-# All six take ~3 h on 2 CPU cores (bench-learning: 3 seeds, ~95 min); results land in bench/results/*.json
+# All seven take ~3 h on 2 CPU cores (bench-learning: 3 seeds, ~95 min); results land in bench/results/*.json
 # (committed); `make bench-docs` rewrites the docs' tables from them.
-bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal
+bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-memory
 
 bench-rewards: setup
 	$(PY) tests/bench/bench_rewards.py
@@ -93,6 +93,10 @@ bench-learning: setup
 
 bench-docs: setup
 	$(PY) tests/bench/docs.py
+
+# The memory plan against the measured peak of short runs on the bundled model (~15 min).
+bench-memory: setup
+	$(PY) tests/bench/bench_memory.py
 
 # A bad recipe as a user meets it: stderr lines and seconds to refuse, now vs a baseline commit (~3 min).
 bench-refusal: setup

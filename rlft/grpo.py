@@ -29,6 +29,7 @@ from rlft.core.runtime import defer_warning
 from rlft.rollout import engine as rollout_engine
 from rlft.rollout.colocate import ColocateEngine, colocate_settings, with_engine_start
 from rlft.rollout.engine import EngineStartError, RolloutArguments, resolve_sync
+from rlft.stage import memory_check
 from rlft.stage.input_checks import checked_rewards
 from rlft.stage.skeleton import TrainingStage
 from rlft.tools.environments import tool_setup
@@ -84,15 +85,27 @@ class GRPO(TrainingStage):
         self.reward_funcs = checked_rewards(reward_args, args.train, row,
                                             args.get(RewardFailureArguments).on_reward_error)
 
+    def memory_rows(self, args, splits, tokenizer) -> dict:
+        """A micro-batch of completions: the longest prompt (tool schemas rendered) + max_completion_length."""
+        prompt = memory_check.longest_tokens(tokenizer, splits["train"], ["prompt"],
+                                             tools=self.tools.functions if self.tools else None,
+                                             options=args.model.chat_template_kwargs)
+        completion = args.train.max_completion_length  # TRL reads logits at the completion only
+        return {"sequences": args.train.per_device_train_batch_size, "tokens": prompt + completion,
+                "logit_tokens": completion, "loss": "grpo", "reference_copy": args.train.beta > 0}
+
+    def memory_engine(self, args) -> dict:
+        if self.backend == RLFT_ENGINE:
+            return {"engine": "vllm", "fraction": args.train.vllm_gpu_memory_utilization}
+        cfg = args.train
+        return {"engine": "hf", "sequences": cfg.per_device_train_batch_size * (cfg.steps_per_generation or 1)}
+
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer
 
         rollout = args.get(RolloutArguments)
-        if self.tools:  # TRL's tool loop: a template that renders tools
-            from rlft.tools.chat import enable_tool_calls
-
-            enable_tool_calls(tokenizer, args.model.model_name_or_path)
+        self.prepare_tokenizer(args, tokenizer)  # TRL's tool loop: a template that renders tools
         wrap_vllm = None
         if self.backend == TRL_COLOCATE and not self.fallback:  # TRL's colocated vLLM with rlft's checks
             wrap_vllm = functools.partial(ColocateEngine, rollout=rollout, bf16=bool(args.train.bf16),

@@ -65,10 +65,7 @@ class SFT(TrainingStage):
         """TRL ``SFTTrainer``: loss on completions, or on the assistant turns of ``messages`` rows."""
         from rlft.stage.trainers import stage_trainer
 
-        if self.tools:  # a template that renders the tools (saved with the run, so GRPO renders them alike)
-            from rlft.tools.chat import enable_tool_calls
-
-            enable_tool_calls(tokenizer, args.model.model_name_or_path)
+        self.prepare_tokenizer(args, tokenizer)  # tools: saved with the run, so GRPO renders them alike
         functions = self.tools.functions if self.tools else ()
         return stage_trainer(trl.SFTTrainer)(
             model=model, args=args.train, train_dataset=sft_rows(args, splits["train"], tokenizer, functions),

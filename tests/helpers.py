@@ -1,4 +1,6 @@
-"""Rewards used by the tests (loaded by dotted path, as users load theirs)."""
+"""Rewards used by the tests (loaded by dotted path, as users load theirs), and the tests' tiny model."""
+
+from pathlib import Path
 
 from rewards import completion_text
 
@@ -77,7 +79,7 @@ def undocumented_tool(x):
 TINY_MODEL_NAME = "tiny-llama-test-v5"  # a new name when the recipe below changes: the cache keeps the old one
 
 
-def tiny_model_dir() -> "Path":
+def tiny_model_dir() -> Path:
     """A 2-layer random Llama with the bundled model's tokenizer and chat template, built once per machine.
 
     For tests of mechanics (a run resumes, a launcher starts, an engine syncs): it loads, trains and samples in
@@ -91,7 +93,6 @@ def tiny_model_dir() -> "Path":
     """
     import os
     import shutil
-    from pathlib import Path
 
     from rlft.core.models import bundled_model_dir, cache_root
 

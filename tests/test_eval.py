@@ -199,17 +199,26 @@ def test_enable_thinking_off_reaches_the_closing_check(thinking_tokenizer, bundl
 
 @pytest.mark.slow
 def test_default_eval_reproduces_byte_for_byte_in_fresh_processes(tmp_path):
-    from tests.conftest import run_cmd
+    import os
+    import subprocess
 
-    def run(name):
-        proc = run_cmd(["python", "-m", "rlft.eval", "recipes/eval_math.yaml", *TINY_MODEL, "--models", "base",
-                        "--eval_samples", "16", "--num_test_samples", "16", "--eval_max_new_tokens", "48",
-                        "--general_suite", "false", "--vllm_gpu_memory_utilization", "0.15",
-                        "--output_dir", str(tmp_path / name)], timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    from tests.conftest import BIN, REPO
+
+    def start(name):  # both at once: each is mostly a process starting its engine
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        return subprocess.Popen(["python", "-m", "rlft.eval", "recipes/eval_math.yaml", *TINY_MODEL, "--models",
+                                 "base", "--eval_samples", "16", "--num_test_samples", "16", "--eval_max_new_tokens",
+                                 "48", "--general_suite", "false", "--vllm_gpu_memory_utilization", "0.15",
+                                 "--output_dir", str(tmp_path / name)], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def finished(name, proc):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
         return json.loads((tmp_path / name / "results.json").read_text())
 
-    first, second = run("a"), run("b")
+    procs = {name: start(name) for name in ("a", "b")}
+    first, second = (finished(name, proc) for name, proc in procs.items())
     assert first["engine"] == {"engine": "vllm", "dtype": "float32"}  # the default: reproducible
     assert (tmp_path / "a" / "samples.jsonl").read_bytes() == (tmp_path / "b" / "samples.jsonl").read_bytes()
     assert "byte-reproducible" in (tmp_path / "a" / "report.md").read_text()

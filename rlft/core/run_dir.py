@@ -30,6 +30,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from rlft.core.console import PENDING_NAME
 from rlft.core.errors import UserError
@@ -59,6 +60,12 @@ class RunArguments:
         default=False,
         metadata={"help": "Print third-party output (vLLM's engine, TRL's completion tables, the trainer's metric "
                           "dicts) on the console too; it always goes to output_dir/run.log."},
+    )
+    memory_check: Literal["error", "warn", "off"] = field(
+        default="error",
+        metadata={"help": "Before the model loads, the run's peak memory is estimated (rlft plan); error: refuse a "
+                          "run that does not fit the memory available now, naming a change that would; warn: say "
+                          "so and run anyway; off: skip the check (the plan is still logged)."},
     )
 
     def __post_init__(self) -> None:

@@ -29,7 +29,10 @@ class ToolSetup:
     ``environment_factory``), or ``None``; ``episode(row)``: a fresh
     environment started on ``row``, as ``(environment, reset's observation,
     its tool methods)``, or ``None`` without an environment; ``stats``:
-    the counters of calls, errors and timeouts every tool call adds to.
+    the counters of calls, errors and timeouts every tool call adds to;
+    ``chat_template(tokenizer, model_name)``: makes the tokenizer render the
+    tools and parse calls, in place, or refuses in one line
+    (:func:`rlft.tools.chat.enable_tool_calls`).
     """
 
     functions: list[Callable[..., Any]]
@@ -37,6 +40,7 @@ class ToolSetup:
     environment: type | None = None
     episode: Callable[[dict[str, Any]], tuple[Any, str | None, list[Callable[..., Any]]]] | None = None
     stats: Any = field(default=None, compare=False)
+    chat_template: Callable[[Any, str], Any] | None = field(default=None, compare=False)
 
     @property
     def names(self) -> list[str]:

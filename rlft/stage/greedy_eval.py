@@ -47,9 +47,9 @@ from typing import Any, Literal
 from rlft.core.errors import UserError
 from rlft.core.files import write_atomic
 from rlft.core.tool_setup import ToolSetup
-from rlft.stage.input_checks import check_eval_settings
 from rlft.evaluation.generation import hf_completions
 from rlft.evaluation.scoring import score_outputs
+from rlft.stage.input_checks import check_eval_settings
 
 logger = logging.getLogger(__name__)
 

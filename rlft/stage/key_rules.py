@@ -124,7 +124,7 @@ MODEL = {
 RLFT = _names("""dataset_name dataset_config dataset_train_split dataset_test_split test_size num_train_samples
                  num_test_samples task_kwargs prompt_column prompt_instruction eval_before_after eval_samples
                  eval_max_new_tokens eval_batch_size eval_steps keep_best final_model
-                 early_stopping_patience reward_funcs reward_kwargs resume overwrite verbose""", USED)
+                 early_stopping_patience reward_funcs reward_kwargs resume overwrite verbose memory_check""", USED)
 
 MODEL_LOADED_BY_RLFT = refused("rlft loads the model itself: use model_name_or_path, dtype, attn_implementation, "
                                "model_revision, load_in_4bit")

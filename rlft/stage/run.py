@@ -62,6 +62,7 @@ class StageRun:
         self.guard = TrainingGuard()
         self.progress: Any = None
         self.status = "new"
+        self.memory_plan: dict[str, Any] | None = None  # rlft.stage.memory_check's record, before the model loads
 
     def check(self, output_dir: str) -> None:
         """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
@@ -134,6 +135,8 @@ class StageRun:
         self.status = status
         if not is_main_process():
             return {}
+        if self.memory_plan:
+            results = {"memory_plan": self.memory_plan, **results}
         return finish_run(self.trainer, self.stage, self.recipe, self.model_args, self.train_rows, results,
                           status=status, settled=self.settled)
 

@@ -36,7 +36,7 @@ from rlft.core.runtime import (
     setup_logging,
 )
 from rlft.core.tool_setup import ToolSetup
-from rlft.stage import greedy_eval, input_checks, parsing
+from rlft.stage import greedy_eval, input_checks, memory_check, parsing
 from rlft.stage.greedy_eval import TrainingEvalArguments
 
 
@@ -113,6 +113,41 @@ class TrainingStage:
         """The TRL trainer for ``model`` on ``splits["train"]`` (with atomic checkpoints)."""
         raise NotImplementedError
 
+    def prepare_tokenizer(self, args: StageArgs, tokenizer: Any) -> None:
+        """The tokenizer the stage trains with, changed in place: with tools, a template that renders them (or a
+        one-line refusal). Before the model loads, and again by :meth:`build_trainer` (tests build one directly)."""
+        if self.tools and self.tools.chat_template:
+            self.tools.chat_template(tokenizer, args.model.model_name_or_path)
+
+    def memory_rows(self, args: StageArgs, splits: Any, tokenizer: Any) -> dict[str, Any]:
+        """The training micro-batch at this stage's peak: ``sequences`` (rows) and ``tokens`` (the longest row,
+        capped by ``max_length``); ``reference_copy`` when the stage keeps a frozen copy of a full model."""
+        columns = [c for c in ("messages", "prompt", "completion", "text", "solution") if c in splits["train"].column_names]
+        longest = memory_check.longest_tokens(tokenizer, splits["train"], columns,
+                                              tools=self.tools.functions if self.tools else None,
+                                              options=args.model.chat_template_kwargs)
+        cap = getattr(args.train, "max_length", None)
+        return {"sequences": args.train.per_device_train_batch_size, "tokens": min(longest, cap or longest)}
+
+    def memory_engine(self, args: StageArgs) -> dict[str, Any]:
+        """What generates beside training (GRPO's engine): ``engine``, ``fraction``, ``sequences``."""
+        return {}
+
+    def memory_plan(self, args: StageArgs, splits: Any, tokenizer: Any) -> Any:
+        """This run's :class:`~rlft.stage.memory_plan.Plan` (``None`` on CUDA), from data already checked."""
+        return memory_check.plan_run(args, self.memory_rows(args, splits, tokenizer), self.memory_engine(args))
+
+    def prepare(self, args: StageArgs) -> tuple[Any, Any, LoadOptions]:
+        """The checked data splits, the tokenizer and the load options: what comes before the model
+        (the run, and ``rlft plan``)."""
+        options = LoadOptions.from_args(args.model, args.train)  # revision, attention, remote code, 4/8-bit
+        splits = data.load_splits(args.data, seed=args.train.seed)
+        self.check_data(args, splits)
+        tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
+        input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
+        self.prepare_tokenizer(args, tokenizer)  # before the plan: it counts what the template renders
+        return splits, tokenizer, options
+
     def scoring_rewards(self, args: StageArgs) -> list:
         """The rewards the closing check scores with: the recipe's ``reward_funcs`` (default ``[accuracy]``)."""
         return args.get(RewardArguments).build()
@@ -188,15 +223,11 @@ class TrainingStage:
         """Load, train, save and conclude, once the recipe and the output directory have been checked."""
         cfg = args.train
         input_checks.check_counts(cfg)
-        options = LoadOptions.from_args(args.model, cfg)  # revision, attention, remote code, 4/8-bit
-
-        splits = data.load_splits(args.data, seed=cfg.seed)
-        self.check_data(args, splits)
+        splits, tokenizer, options = self.prepare(args)
         during = args.get(greedy_eval.TrainingEvalArguments)
         scoring = self.scoring_rewards(args) if args.eval.eval_before_after or during.eval_steps else []
         greedy_eval.check_plan(during, splits["test"], scoring, cfg, self.tools)
-        tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
-        input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
+        record.memory_plan = memory_check.check(self.memory_plan(args, splits, tokenizer), args.run.memory_check)
         model = models.load_model(args.model.model_name_or_path, args.model.dtype, options=options)  # adapters merged
         input_checks.check_lora_targets(model, args.model)
 

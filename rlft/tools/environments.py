@@ -44,6 +44,14 @@ from rlft.tools.loading import ToolStats, check_schema, import_object, load_tool
 NOT_TOOLS = ("reset", "get_reward")
 
 
+def tool_chat_template(tokenizer: Any, model_name: str) -> Any:
+    """:func:`rlft.tools.chat.enable_tool_calls`, imported when a run first renders tools (it loads transformers,
+    which the recipe's parse must not)."""
+    from rlft.tools.chat import enable_tool_calls
+
+    return enable_tool_calls(tokenizer, model_name)
+
+
 def tool_names(cls: type) -> list[str]:
     """The methods TRL exposes as tools: public functions of the class other than ``reset`` and ``get_reward``."""
     return [name for name, _ in inspect.getmembers(cls, predicate=inspect.isfunction)
@@ -143,7 +151,7 @@ def tool_setup(tool_args: Any, row: dict[str, Any], reward_funcs: list[str] | No
     stats = ToolStats()
     tools = load_tools(tool_args.tools, tool_args.tool_timeout, stats)
     if not tool_args.environment:
-        return ToolSetup(tools, tool_args.max_turns, stats=stats)
+        return ToolSetup(tools, tool_args.max_turns, stats=stats, chat_template=tool_chat_template)
     env = load_environment(tool_args.environment, tool_args.tool_timeout, stats, row)
     clash = {t.__name__ for t in tools} & {t.__name__ for t in environment_tools(env())}
     if clash:
@@ -156,4 +164,4 @@ def tool_setup(tool_args: Any, row: dict[str, Any], reward_funcs: list[str] | No
                             "reward_funcs does not name it: add `environment` to reward_funcs")
         if named and not has_reward(env):
             raise UserError(f"reward_funcs names `environment`, but {tool_args.environment} has no get_reward()")
-    return ToolSetup(tools, tool_args.max_turns, env, functools.partial(episode, env), stats)
+    return ToolSetup(tools, tool_args.max_turns, env, functools.partial(episode, env), stats, tool_chat_template)

@@ -1,0 +1,75 @@
+"""``rlft plan RECIPE [--key value ...]``: a run's peak memory, part by part, before anything trains.
+
+    rlft plan recipes/tools/grpo.yaml
+    rlft plan recipes/math.yaml --per_device_train_batch_size 64
+
+The recipe is parsed and settled as its stage would (``--stage`` when its
+first lines do not say which), its data loaded and checked, its tokenizer
+read; the model's shape comes from its ``config.json``. Nothing loads the
+weights. Prints the plan's parts and what the machine has; when it does not
+fit, the change that would. Exit 0 when it fits, 1 when it does not,
+2 for a bad recipe.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rlft.commands.ablate import stage_of
+from rlft.core.errors import UserError, run_cli
+from rlft.stage import registry
+from rlft.stage.memory_plan import Plan, cheaper, gb
+from rlft.stage.skeleton import StageArgs
+
+
+def table(plan: Plan, stage: str, recipe: str) -> str:
+    """The plan as the command prints it: one row per part, then the peak against what is available.
+
+    Example:
+        >>> from rlft.stage.memory_plan import GB, ModelShape, Workload, estimate
+        >>> shape = ModelShape(params=10**8, layers=12, hidden=512, intermediate=2048, kv_dim=512, vocab=32000)
+        >>> print(table(estimate(shape, Workload(sequences=4, tokens=128), 8 * GB), "sft", "r.yaml").splitlines()[0])
+        memory plan of rlft sft r.yaml (one training process)
+    """
+    work = plan.workload
+    lines = [f"memory plan of rlft {stage} {recipe} (one training process)",
+             (f"  micro-batch {work.sequences} rows x {work.tokens} tokens, {work.precision}, gradient checkpointing "
+              f"{'on' if work.gradient_checkpointing else 'off'}"), ""]
+    lines += [f"  {part.name:<12} {gb(part.bytes):>9}   {part.why}" for part in plan.parts]
+    lines += [f"  {'peak':<12} {gb(plan.peak):>9}   the parts + 10 % for the allocator",
+              f"  {'available':<12} {gb(plan.available):>9}   free memory on this machine now", ""]
+    if plan.fits:
+        lines.append(f"fits ({gb(plan.available - plan.peak)} to spare)")
+    else:
+        lines.append(f"does not fit: {cheaper(plan)}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+        return 0 if argv else 2
+    stage = None
+    if "--stage" in argv:
+        at = argv.index("--stage")
+        stage, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+    recipe = argv[0]
+    stage = stage or stage_of(recipe)
+    entry = registry.get(stage)
+    if not entry.is_stage:
+        raise UserError(f"rlft plan takes a training stage's recipe; {stage} is a command")
+    runner = entry.stage()
+    args = runner.settle(StageArgs(*runner.parse(argv)))
+    splits, tokenizer, _ = runner.prepare(args)
+    plan = runner.memory_plan(args, splits, tokenizer)
+    if plan is None:
+        print("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
+        return 0
+    print(table(plan, stage, recipe))
+    return 0 if plan.fits else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

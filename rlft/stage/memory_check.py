@@ -1,0 +1,138 @@
+"""The memory plan of a stage's run, made from its recipe, data and tokenizer, and checked before the model loads.
+
+Each stage says what its peak training micro-batch is (:meth:`TrainingStage.memory_rows`:
+rows and the longest row in tokens); this module reads the model's shape
+from its config, fills in precision, LoRA, checkpointing and the engine, and
+asks :mod:`rlft.stage.memory_plan` for the estimate. ``memory_check`` (a
+run key) decides what a plan that does not fit does: ``error`` refuses in
+one line with a change that would fit, ``warn`` logs it, ``off`` only logs
+the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from rlft.core.errors import UserError
+from rlft.core.models import resolve_model
+from rlft.stage.memory_plan import (
+    ModelShape,
+    Plan,
+    Workload,
+    cheaper,
+    env_available_override,
+    estimate,
+    gb,
+    machine_memory,
+)
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_ROWS = 1000  # rows tokenized to find the longest (a long tail past them is cut by max_length anyway)
+
+
+def model_shape(name_or_path: str, trust_remote_code: bool = False) -> tuple[ModelShape, dict]:
+    """The shape of ``name_or_path``'s base model and its config (a run directory resolves to its base)."""
+    from transformers import AutoConfig
+
+    base = resolve_model(name_or_path).base
+    config = AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code).to_dict()
+    return ModelShape.from_config(config), config
+
+
+def lora_params(shape: ModelShape, rank: int) -> int:
+    """Trainable parameters of rank-``rank`` LoRA on every linear layer (the most ``all-linear`` adds).
+
+    Example:
+        >>> lora_params(ModelShape(params=0, layers=1, hidden=10, intermediate=20, kv_dim=5, vocab=1), 2)
+        320
+    """
+    h, i, kv = shape.hidden, shape.intermediate, shape.kv_dim
+    per_layer = (h + h) * 2 + (h + kv) * 2 + (h + i) * 2 + (i + h)  # q and o, k and v, gate and up, down
+    return shape.layers * per_layer * rank
+
+
+def weight_bytes(args: Any, config: dict, shape: ModelShape) -> float:
+    """Bytes per parameter as the weights are loaded: the recipe's dtype, else the checkpoint's; 4-bit bases keep
+    their embeddings (and norms) wide."""
+    model = args.model
+    dtype = model.dtype if model.dtype not in (None, "auto") else config.get("dtype") or config.get("torch_dtype")
+    wide = 2.0 if str(dtype) in ("bfloat16", "float16", "torch.bfloat16", "torch.float16") else 4.0
+    if getattr(model, "load_in_4bit", False):  # nf4: half a byte, plus its block scales (~0.05)
+        return (0.55 * (shape.params - shape.embedding_params) + wide * shape.embedding_params) / shape.params
+    return wide
+
+
+def longest_tokens(tokenizer: Any, rows: Any, columns: Iterable[str], tools: list | None = None,
+                   options: dict | None = None) -> int:
+    """The most tokens any of the first rows takes over ``columns`` (chats through the chat template).
+
+    Example:
+        >>> from transformers import AutoTokenizer  # doctest: +SKIP
+        >>> longest_tokens(tokenizer, [{"prompt": "What is 2 + 2?"}], ["prompt"])  # doctest: +SKIP
+        8
+    """
+    longest = 0
+    for index, row in enumerate(rows):
+        if index >= SAMPLE_ROWS:
+            break
+        total, chat = 0, []
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, str):
+                total += len(tokenizer(value, add_special_tokens=False)["input_ids"])
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                chat += value  # prompt and answer turns: one conversation, as the trainer renders them
+        if chat:
+            total += len(tokenizer.apply_chat_template(chat, tools=tools, tokenize=True, return_dict=False,
+                                                       **(options or {})))
+        longest = max(longest, total)
+    return longest
+
+
+def plan_run(args: Any, rows: dict[str, int], engine: dict | None = None) -> Plan | None:
+    """The plan of one training process of this run (``rows``: the stage's ``sequences`` and ``tokens``).
+
+    ``None`` on a GPU: the plan's coefficients are measured for CPU memory only (said in the log).
+    """
+    model, cfg = args.model, args.train
+    import torch
+
+    if torch.cuda.is_available() and not getattr(cfg, "use_cpu", False):
+        logger.info("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
+        return None
+    shape, config = model_shape(model.model_name_or_path, bool(getattr(model, "trust_remote_code", False)))
+    total, available = machine_memory()
+    override = env_available_override()
+    engine = engine or {}
+    work = Workload(
+        sequences=rows["sequences"], tokens=rows["tokens"], logit_tokens=rows.get("logit_tokens"),
+        loss=rows.get("loss", "other"), accumulation=cfg.gradient_accumulation_steps,
+        per_example=rows.get("per_example", 1),
+        precision="bf16" if cfg.bf16 else "float32",
+        gradient_checkpointing=bool(cfg.gradient_checkpointing),
+        trained_params=lora_params(shape, model.lora_r) if model.use_peft else None,
+        reference_copy=bool(rows.get("reference_copy")) and not model.use_peft,
+        weight_bytes=weight_bytes(args, config, shape),
+        engine=engine.get("engine", "none"), engine_fraction=engine.get("fraction", 0.0),
+        generation_sequences=engine.get("sequences", 0), machine_bytes=total,
+    )
+    return estimate(shape, work, override if override is not None else available)
+
+
+def check(plan: Plan | None, mode: str) -> dict[str, Any] | None:
+    """Log the plan; refuse (``error``) or warn (``warn``) when it does not fit. Returns the manifest's record."""
+    if plan is None:
+        return None
+    if plan.fits or mode == "off":
+        logger.info(plan.line())
+        return plan.record()
+    message = (f"memory plan: this run needs about {gb(plan.peak)} at its peak and {gb(plan.available)} is "
+               f"available; {cheaper(plan)} (memory_check: warn runs it anyway)")
+    if mode == "error":
+        raise UserError(message)  # the refusal's one line holds the figures
+    logger.info(plan.line())
+    logger.warning(message.replace(" (memory_check: warn runs it anyway)", "; memory_check: warn, running anyway"))
+    return plan.record()
