@@ -120,6 +120,23 @@ def refusal_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def memory_table(result: dict) -> str:
+    """docs/benchmarks.md: each cell's plan beside its measured peak."""
+    cells = result["cells"]
+    over = [c["cell"] for c in cells if c["plan_over_measured"] > 1.25]
+    lines = [measured_on(result), "", "| cell | what | rows x tokens | plan | measured peak | plan / measured |",
+             "|---|---|---|---|---|---|"]
+    for c in cells:
+        work = c["workload"]
+        lines.append(f"| {c['cell']} | {c['what']} | {work['sequences']} x {work['tokens']} "
+                     f"| {c['plan_bytes'] / 2**30:.2f} GB | {c['measured_bytes'] / 2**30:.2f} GB "
+                     f"| {c['plan_over_measured']:.2f} |")
+    lines += ["", f"Never below the measured peak: {'yes' if result['never_below'] else '**no**'}; within 25 % "
+              f"above it: {len(cells) - len(over)} of {len(cells)} cells"
+              + (f" (over: {', '.join(over)})." if over else ".")]
+    return "\n".join(lines)
+
+
 ROLLOUT_NAMES = {"hf": "HF generate", "vllm-merged": "vLLM, merged reload", "vllm-adapter": "vLLM, adapter hot-swap"}
 
 
@@ -180,6 +197,7 @@ def buckets_table(result: dict) -> str:
 TARGETS = {"grpo_step": "bench-step", "length_buckets": "bench-buckets"}  # make targets whose name differs
 RENDER: dict[tuple[str, str], Callable[[dict], str]] = {
     ("docs/benchmarks.md", "refusal"): refusal_table,
+    ("docs/benchmarks.md", "memory"): memory_table,
     ("docs/benchmarks.md", "rewards"): rewards_table,
     ("docs/benchmarks.md", "learning"): learning_table,
     ("docs/benchmarks.md", "rollout"): rollout_table,
