@@ -30,7 +30,7 @@ from rlft.stage.memory_plan import (
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_ROWS = 1000  # rows tokenized to find the longest (a long tail past them is cut by max_length anyway)
+SAMPLE_ROWS = 1000  # rows tokenized to find the longest: a longer row past them is not seen (max_length caps SFT/DPO)
 
 
 def model_shape(name_or_path: str, trust_remote_code: bool = False) -> tuple[ModelShape, dict]:
