@@ -99,3 +99,16 @@ def test_memory_check_warn_runs_anyway_and_records_the_plan(tmp_path):
     assert manifest["status"] == "complete" and plan["fits"] is False and plan["available_bytes"] == GB // 2
     assert plan["workload"]["sequences"] == 8 and plan["workload"]["tokens"] <= 256  # the recipe's max_length
     assert "memory plan: this run needs about" in (out / "run.log").read_text()
+
+
+def test_a_config_without_llama_style_names_skips_the_plan_and_says_so(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from rlft.stage.memory_check import plan_run
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 64, "n_layer": 2,
+                                                      "n_head": 2, "vocab_size": 100}))
+    args = SimpleNamespace(model=SimpleNamespace(model_name_or_path=str(tmp_path), trust_remote_code=False),
+                           train=SimpleNamespace(use_cpu=True))
+    assert plan_run(args, {"sequences": 1, "tokens": 8}) is None
+    assert "memory plan: not made for" in caplog.text and "memory_check skipped" in caplog.text

@@ -103,7 +103,12 @@ def plan_run(args: Any, rows: dict[str, int], engine: dict | None = None) -> Pla
     if torch.cuda.is_available() and not getattr(cfg, "use_cpu", False):
         logger.info("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
         return None
-    shape, config = model_shape(model.model_name_or_path, bool(getattr(model, "trust_remote_code", False)))
+    try:
+        shape, config = model_shape(model.model_name_or_path, bool(getattr(model, "trust_remote_code", False)))
+    except (KeyError, TypeError) as err:  # a config without Llama-style names (GPT-2's n_embd, n_layer)
+        logger.warning("memory plan: not made for %s: its config has no %s; memory_check skipped",
+                       model.model_name_or_path, err)
+        return None
     total, available = machine_memory()
     override = env_available_override()
     engine = engine or {}
