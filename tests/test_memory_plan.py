@@ -66,11 +66,11 @@ def test_the_suggested_change_fits_and_none_is_suggested_when_nothing_would():
 
 def test_a_run_that_cannot_fit_is_refused_in_one_line_before_the_model_loads(tmp_path):
     out = tmp_path / "run"
-    run = run_cmd([".venv/bin/rlft", "grpo", "recipes/math.yaml", "--output_dir", str(out), "--engine", "hf"],
-                  env={"RLFT_MEMORY_GB": "5"})
+    run = run_cmd([".venv/bin/rlft", "sft", "recipes/sft.yaml", "--output_dir", str(out)],
+                  env={"RLFT_MEMORY_GB": "2.5"})
     assert run.returncode == 2, run.stderr[-2000:]
     [line] = run.stderr.strip().splitlines()
-    assert line.startswith("error: memory plan: this run needs about ") and "5.0 GB is available" in line
+    assert line.startswith("error: memory plan: this run needs about ") and "2.5 GB is available" in line
     assert "per_device_train_batch_size: " in line and "would fit (memory_check: warn" in line
     assert not out.exists()
 
