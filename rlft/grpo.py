@@ -29,7 +29,6 @@ from rlft.core.runtime import defer_warning
 from rlft.rollout import engine as rollout_engine
 from rlft.rollout.colocate import ColocateEngine, colocate_settings, with_engine_start
 from rlft.rollout.engine import EngineStartError, RolloutArguments, resolve_sync
-from rlft.stage import memory_check
 from rlft.stage.input_checks import checked_rewards
 from rlft.stage.skeleton import TrainingStage
 from rlft.tools.environments import tool_setup
@@ -87,9 +86,7 @@ class GRPO(TrainingStage):
 
     def memory_rows(self, args, splits, tokenizer) -> dict:
         """A micro-batch of completions: the longest prompt (tool schemas rendered) + max_completion_length."""
-        prompt = memory_check.longest_tokens(tokenizer, splits["train"], ["prompt"],
-                                             tools=self.tools.functions if self.tools else None,
-                                             options=args.model.chat_template_kwargs)
+        prompt = self.longest_tokens(args, splits, tokenizer, ["prompt"])
         completion = args.train.max_completion_length  # TRL reads logits at the completion only
         return {"sequences": args.train.per_device_train_batch_size, "tokens": prompt + completion,
                 "logit_tokens": completion, "loss": "grpo", "reference_copy": args.train.beta > 0}

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from rlft.core.accelerator import cuda_available
 from rlft.core.errors import UserError
 from rlft.core.models import resolve_model
 from rlft.stage.memory_plan import (
@@ -66,8 +67,9 @@ def weight_bytes(args: Any, config: dict, shape: ModelShape) -> float:
 
 
 def longest_tokens(tokenizer: Any, rows: Any, columns: Iterable[str], tools: list | None = None,
-                   options: dict | None = None) -> int:
-    """The most tokens any of the first rows takes over ``columns`` (chats through the chat template).
+                   options: dict | None = None, cap: int | None = None) -> int:
+    """The most tokens any of the first rows takes over ``columns`` (chats through the chat template), at most
+    ``cap`` (the trainer's ``max_length`` truncation).
 
     Example:
         >>> from transformers import AutoTokenizer  # doctest: +SKIP
@@ -89,7 +91,7 @@ def longest_tokens(tokenizer: Any, rows: Any, columns: Iterable[str], tools: lis
             total += len(tokenizer.apply_chat_template(chat, tools=tools, tokenize=True, return_dict=False,
                                                        **(options or {})))
         longest = max(longest, total)
-    return longest
+    return min(longest, cap) if cap else longest
 
 
 def plan_run(args: Any, rows: dict[str, int], engine: dict | None = None) -> Plan | None:
@@ -98,9 +100,7 @@ def plan_run(args: Any, rows: dict[str, int], engine: dict | None = None) -> Pla
     ``None`` on a GPU: the plan's coefficients are measured for CPU memory only (said in the log).
     """
     model, cfg = args.model, args.train
-    import torch
-
-    if torch.cuda.is_available() and not getattr(cfg, "use_cpu", False):
+    if cuda_available() and not getattr(cfg, "use_cpu", False):
         logger.info("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
         return None
     try:
@@ -135,9 +135,9 @@ def check(plan: Plan | None, mode: str) -> dict[str, Any] | None:
         logger.info(plan.line())
         return plan.record()
     message = (f"memory plan: this run needs about {gb(plan.peak)} at its peak and {gb(plan.available)} is "
-               f"available; {cheaper(plan)} (memory_check: warn runs it anyway)")
+               f"available; {cheaper(plan)}")
     if mode == "error":
-        raise UserError(message)  # the refusal's one line holds the figures
+        raise UserError(f"{message} (memory_check: warn runs it anyway)")  # the one line holds the figures
     logger.info(plan.line())
-    logger.warning(message.replace(" (memory_check: warn runs it anyway)", "; memory_check: warn, running anyway"))
+    logger.warning(f"{message}; memory_check: warn, running anyway")
     return plan.record()

@@ -40,7 +40,6 @@ from typing import Any
 
 from rlft.core import data, models
 from rlft.core.errors import UserError
-from rlft.stage import memory_check
 from rlft.stage.skeleton import StageArgs, TrainingStage
 
 logger = logging.getLogger(__name__)
@@ -92,12 +91,10 @@ class PreferenceStage(TrainingStage):
 
     def memory_rows(self, args: StageArgs, splits: Any, tokenizer: Any) -> dict[str, Any]:
         """Chosen and rejected in one micro-batch: twice the rows, each prompt + the longer answer."""
-        train, options = splits["train"], args.model.chat_template_kwargs
-        longest = max(memory_check.longest_tokens(tokenizer, train, ["prompt", side], options=options)
+        longest = max(self.longest_tokens(args, splits, tokenizer, ["prompt", side], args.train.max_length)
                       for side in ("chosen", "rejected"))
-        cap = args.train.max_length
-        return {"sequences": 2 * args.train.per_device_train_batch_size, "tokens": min(longest, cap or longest),
-                "per_example": 2, "reference_copy": self.name == "dpo"}
+        return {"sequences": 2 * args.train.per_device_train_batch_size, "tokens": longest, "per_example": 2,
+                "reference_copy": self.name == "dpo"}
 
     def results(self, trainer: Any) -> dict[str, Any]:
         return {"margins": last_logged(trainer.state.log_history, ("rewards/margins", "rewards/accuracies"))}

@@ -122,12 +122,18 @@ class TrainingStage:
     def memory_rows(self, args: StageArgs, splits: Any, tokenizer: Any) -> dict[str, Any]:
         """The training micro-batch at this stage's peak: ``sequences`` (rows) and ``tokens`` (the longest row,
         capped by ``max_length``); ``reference_copy`` when the stage keeps a frozen copy of a full model."""
-        columns = [c for c in ("messages", "prompt", "completion", "text", "solution") if c in splits["train"].column_names]
-        longest = memory_check.longest_tokens(tokenizer, splits["train"], columns,
-                                              tools=self.tools.functions if self.tools else None,
-                                              options=args.model.chat_template_kwargs)
-        cap = getattr(args.train, "max_length", None)
-        return {"sequences": args.train.per_device_train_batch_size, "tokens": min(longest, cap or longest)}
+        columns = [c for c in ("messages", "prompt", "completion", "text", "solution")
+                   if c in splits["train"].column_names]
+        return {"sequences": args.train.per_device_train_batch_size,
+                "tokens": self.longest_tokens(args, splits, tokenizer, columns, getattr(args.train, "max_length", None))}
+
+    def longest_tokens(self, args: StageArgs, splits: Any, tokenizer: Any, columns: list[str],
+                       cap: int | None = None) -> int:
+        """The longest training row over ``columns`` as the trainer renders it: the recipe's chat template
+        options, and the stage's tool schemas (:func:`rlft.stage.memory_check.longest_tokens`)."""
+        return memory_check.longest_tokens(tokenizer, splits["train"], columns,
+                                           tools=self.tools.functions if self.tools else None,
+                                           options=args.model.chat_template_kwargs, cap=cap)
 
     def memory_engine(self, args: StageArgs) -> dict[str, Any]:
         """What generates beside training (GRPO's engine): ``engine``, ``fraction``, ``sequences``."""
