@@ -62,7 +62,8 @@ def test_refused_in_a_recipe_file_too(tmp_path):
 
 def test_keys_for_the_other_engine_are_named_not_refused(tmp_path):
     args = stage_args("grpo", "--engine", "hf", "--vllm_max_model_len", "512", "--min_p", "0.1", tmp_path=tmp_path)
-    assert check_settings("grpo", args) == ["vllm_max_model_len (only with engine: vllm)"]
+    assert check_settings("grpo", args) == [  # math.yaml sets the engine's share of memory itself
+        "vllm_gpu_memory_utilization (only with engine: vllm)", "vllm_max_model_len (only with engine: vllm)"]
     args = stage_args("grpo", "--engine", "vllm", "--cache_implementation", "static", tmp_path=tmp_path)
     assert check_settings("grpo", args) == ["cache_implementation (only with engine: hf)"]
     args = stage_args("sft", "--max_turns", "2", tmp_path=tmp_path)  # SFT without tools: no closing tool loop
