@@ -97,6 +97,18 @@ class GRPO(TrainingStage):
         cfg = args.train
         return {"engine": "hf", "sequences": cfg.per_device_train_batch_size * (cfg.steps_per_generation or 1)}
 
+    def micro_batch_divides(self, args) -> int:
+        """A set generation batch (or steps per generation) stays as it is: the micro-batch must divide it."""
+        if "generation_batch_size" in args.recipe or "steps_per_generation" in args.recipe:
+            return args.train.generation_batch_size // args.train.world_size
+        return 0  # steps_per_generation follows gradient_accumulation_steps: the generation batch is the step
+
+    def auto_follows(self, args, examples) -> dict:
+        if "steps_per_generation" not in args.recipe:
+            return {}
+        steps = args.train.generation_batch_size // args.train.world_size // examples
+        return {"steps_per_generation": (steps, "auto: the generation batch kept with the chosen micro-batch")}
+
     def build_trainer(self, args, splits, tokenizer, model):
         from rlft.stage.trainers import stage_trainer
         from rlft.training.grpo_trainer import RlftGRPOTrainer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -64,6 +65,35 @@ def test_the_suggested_change_fits_and_none_is_suggested_when_nothing_would():
     assert cheaper(estimate(SHAPE, Workload(sequences=1, tokens=512), 1 * GB)).startswith("no micro-batch")
 
 
+def test_auto_keeps_the_optimizer_step_and_takes_the_fastest_setting_that_fits():
+    from rlft.core.errors import UserError
+    from rlft.stage.memory_check import choose
+
+    work = Workload(sequences=8, tokens=512, accumulation=4)
+    roomy = choose(estimate(SHAPE, work, 64 * GB), ["per_device_train_batch_size"], "error")
+    assert (roomy.examples, roomy.accumulation, roomy.checkpointing) == (32, 1, False)  # the whole step at once
+    tight = choose(estimate(SHAPE, work, 6 * GB), ["per_device_train_batch_size", "gradient_checkpointing"], "error")
+    assert tight.plan.fits and tight.examples * tight.accumulation == 32 and not tight.checkpointing
+    bigger = estimate(SHAPE, replace(work, sequences=tight.examples * 2, accumulation=tight.accumulation // 2), 6 * GB)
+    assert not bigger.fits  # the next larger micro-batch would not have fit
+    assert choose(estimate(SHAPE, work, 6 * GB), ["per_device_train_batch_size"], "error", divides=8).examples <= 8
+    with pytest.raises(UserError, match="per_device_train_batch_size: auto: no setting fits"):
+        choose(estimate(SHAPE, work, 1 * GB), ["per_device_train_batch_size"], "error")
+    with pytest.raises(UserError, match="made for CPU runs"):
+        choose(None, ["gradient_checkpointing"], "error")
+
+
+def test_rlft_plan_says_what_auto_chose():
+    run = run_cmd([".venv/bin/rlft", "plan", "recipes/sft.yaml", "--per_device_train_batch_size", "auto",
+                   "--gradient_checkpointing", "auto"], env={"RLFT_MEMORY_GB": "3"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    chose = run.stdout.strip().splitlines()[-1]
+    assert chose == ("auto chose per_device_train_batch_size: 4, gradient_accumulation_steps: 2, "
+                     "gradient_checkpointing: false"), run.stdout  # 8 rows do not fit in 3 GB, 4 do
+    wrong = run_cmd([".venv/bin/rlft", "plan", "recipes/sft.yaml", "--per_device_train_batch_size", "big"])
+    assert wrong.returncode == 2 and "must be int or one of 'auto', got 'big'" in wrong.stderr
+
+
 def test_a_run_that_cannot_fit_is_refused_in_one_line_before_the_model_loads(tmp_path):
     out = tmp_path / "run"
     run = run_cmd([".venv/bin/rlft", "sft", "recipes/sft.yaml", "--output_dir", str(out)],
@@ -99,6 +129,24 @@ def test_memory_check_warn_runs_anyway_and_records_the_plan(tmp_path):
     assert manifest["status"] == "complete" and plan["fits"] is False and plan["available_bytes"] == GB // 2
     assert plan["workload"]["sequences"] == 8 and plan["workload"]["tokens"] <= 256  # the recipe's max_length
     assert "memory plan: this run needs about" in (out / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_an_auto_micro_batch_trains_as_chosen_and_the_manifest_says_why(tmp_path):
+    from rlft import sft
+
+    out = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RLFT_MEMORY_GB", "2.1")  # the tiny model: 8 rows need 2.3 GB or more, 4 about 2
+        manifest = sft.main(["recipes/sft.yaml", "--model_name_or_path", str(tiny_model_dir()), "--max_steps", "1",
+                             "--num_train_samples", "16", "--num_test_samples", "2", "--eval_before_after", "false",
+                             "--save_strategy", "no", "--per_device_train_batch_size", "auto",
+                             "--output_dir", str(out)])
+    settled, plan = manifest["settled"], manifest["results"]["memory_plan"]
+    batch, steps = (settled[k]["value"] for k in ("per_device_train_batch_size", "gradient_accumulation_steps"))
+    assert batch < 8 and batch * steps == 8 and settled["per_device_train_batch_size"]["why"].startswith("auto")
+    assert plan["fits"] and plan["workload"]["sequences"] == batch
+    assert f"per_device_train_batch_size: auto chose per_device_train_batch_size: {batch}," in (out / "run.log").read_text()
 
 
 def test_a_config_without_llama_style_names_skips_the_plan_and_says_so(tmp_path, caplog):

@@ -63,11 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = entry.stage()
     args = runner.settle(StageArgs(*runner.parse(argv)))
     splits, tokenizer, _ = runner.prepare(args)
-    plan = runner.memory_plan(args, splits, tokenizer)
+    args, plan = runner.fit_auto(args, runner.memory_plan(args, splits, tokenizer))
     if plan is None:
         print("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
         return 0
     print(table(plan, stage, recipe))
+    chosen = [f"{key}: {str(change['value']).lower()}" for key, change in args.settled.items()
+              if change["why"].startswith("auto")]
+    if chosen:
+        print(f"auto chose {', '.join(chosen)}")
     return 0 if plan.fits else 1
 
 

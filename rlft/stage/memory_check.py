@@ -19,9 +19,11 @@ from rlft.core.accelerator import cuda_available
 from rlft.core.errors import UserError
 from rlft.core.models import resolve_model
 from rlft.stage.memory_plan import (
+    Choice,
     ModelShape,
     Plan,
     Workload,
+    candidates,
     cheaper,
     env_available_override,
     estimate,
@@ -141,3 +143,40 @@ def check(plan: Plan | None, mode: str) -> dict[str, Any] | None:
     logger.info(plan.line())
     logger.warning(f"{message}; memory_check: warn, running anyway")
     return plan.record()
+
+
+def choose(plan: Plan | None, asked: list[str], mode: str, divides: int = 0) -> Choice:
+    """The fastest setting of the ``auto`` keys in ``asked`` whose plan fits (:func:`candidates`), logged.
+
+    Nothing fits: refused in one line (``memory_check: error``), else the
+    cheapest setting with a warning. No plan (a GPU, a config without
+    Llama-style names): refused, since there is nothing to choose from.
+    """
+    keys = " and ".join(f"{key}: auto" for key in asked)
+    if plan is None:
+        raise UserError(f"{keys} needs rlft's memory plan, which is made for CPU runs of Llama-style models only; "
+                        "set a value")
+    options = candidates(plan, "per_device_train_batch_size" in asked, "gradient_checkpointing" in asked, divides)
+    fitting = [option for option in options if option.plan.fits]
+    if fitting:
+        choice = fitting[0]
+    elif mode == "error":
+        raise UserError(f"{keys}: no setting fits: the cheapest needs about {gb(options[-1].plan.peak)} and "
+                        f"{gb(plan.available)} is available; shorten max_completion_length or max_length "
+                        "(memory_check: warn runs the cheapest anyway)")
+    else:  # memory_check warn/off: the cheapest, and check() says it does not fit
+        choice = options[-1]
+    why = "the fastest whose memory plan fits" if choice.plan.fits else "none fits: the cheapest"
+    logger.info(f"{keys} chose {describe(choice)} ({why}: {gb(choice.plan.peak)} of {gb(plan.available)})")
+    return choice
+
+
+def describe(choice: Choice) -> str:
+    """The chosen setting in the recipe's words.
+
+    Example:
+        >>> describe(Choice(8, 4, False, None))
+        'per_device_train_batch_size: 8, gradient_accumulation_steps: 4, gradient_checkpointing: false'
+    """
+    return (f"per_device_train_batch_size: {choice.examples}, gradient_accumulation_steps: {choice.accumulation}, "
+            f"gradient_checkpointing: {str(choice.checkpointing).lower()}")

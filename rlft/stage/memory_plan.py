@@ -276,6 +276,47 @@ def cheaper(plan: Plan) -> str:
             "max_length")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What ``auto`` chose: a micro-batch (examples), its accumulation, checkpointing, and the plan they make."""
+
+    examples: int
+    accumulation: int
+    checkpointing: bool
+    plan: Plan
+
+
+def candidates(plan: Plan, batch: bool, checkpointing: bool, divides: int = 0) -> list[Choice]:
+    """Every setting ``auto`` may choose, fastest first, each with its plan (fitting or not).
+
+    The optimizer step (micro-batch x accumulation, in examples) stays as it
+    is. Without checkpointing comes first (recomputing the forward pass costs
+    a fifth of a step or more, a smaller micro-batch on a CPU much less), then
+    the largest micro-batch: the whole step, then each of its divisors down to
+    one (only those dividing ``divides`` when it is set: GRPO's generation
+    batch per process).
+
+    Example:
+        >>> shape = ModelShape(params=134_515_008, layers=30, hidden=576, intermediate=1536, kv_dim=192,
+        ...                    vocab=49152)
+        >>> plan = estimate(shape, Workload(sequences=8, tokens=512, accumulation=2), available=8 * GB)
+        >>> [(c.examples, c.accumulation, c.checkpointing) for c in candidates(plan, True, True)][:5]
+        [(16, 1, False), (8, 2, False), (4, 4, False), (2, 8, False), (1, 16, False)]
+    """
+    work = plan.workload
+    examples = work.sequences // work.per_example
+    step = examples * work.accumulation
+    sizes = [size for size in range(step, 0, -1)
+             if step % size == 0 and (not divides or divides % size == 0)] if batch else [examples]
+    out = []
+    for checkpoint in ([False, True] if checkpointing else [work.gradient_checkpointing]):
+        for size in sizes:
+            option = replace(work, sequences=size * work.per_example, accumulation=step // size,
+                             gradient_checkpointing=checkpoint)
+            out.append(Choice(size, step // size, checkpoint, estimate(plan.shape, option, plan.available)))
+    return out
+
+
 def env_available_override() -> int | None:
     """``RLFT_MEMORY_GB`` (tests, and machines shared with other jobs): the memory rlft may plan for."""
     value = os.environ.get("RLFT_MEMORY_GB")

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal, Union
 
 import rewards
 from rlft.core.errors import UserError
@@ -44,6 +44,12 @@ from rlft.stage.registry import rules_for
 #: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
 #: (local, no account; ``report_to: none`` turns them off).
 STAGE_DEFAULTS = {"report_to": ["tensorboard"]}
+
+#: Keys that take ``auto``: the run chooses the fastest value whose memory plan fits, once the data is read
+#: (:meth:`rlft.stage.skeleton.TrainingStage.fit_auto`). Until then they hold these starting values:
+#: transformers' default micro-batch (the optimizer step stays 8 x gradient_accumulation_steps examples) and
+#: no checkpointing (tried first: recomputing the forward pass costs a fifth of a step or more).
+AUTO_STARTS = {"per_device_train_batch_size": 8, "gradient_checkpointing": False}
 
 
 def parse_stage(stage: Any, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
@@ -63,7 +69,22 @@ def parse_stage(stage: Any, argv: Sequence[str] | None) -> tuple[list[Any], dict
 
 def run_values(resolved: dict[str, Any]) -> dict[str, Any]:
     """The values a stage's dataclasses are built from: every stage's defaults, the machine's, then the recipe's."""
-    return {**STAGE_DEFAULTS, **platform_defaults(), **resolved}
+    return {**STAGE_DEFAULTS, **platform_defaults(), **without_auto(resolved)}
+
+
+def auto_keys(resolved: dict[str, Any]) -> list[str]:
+    """The keys the recipe sets to ``auto`` (:data:`AUTO_STARTS`).
+
+    Example:
+        >>> auto_keys({"per_device_train_batch_size": "auto", "gradient_checkpointing": True})
+        ['per_device_train_batch_size']
+    """
+    return [key for key in AUTO_STARTS if resolved.get(key) == "auto"]
+
+
+def without_auto(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each ``auto`` replaced by its starting value (what the dataclasses are built from)."""
+    return {**values, **{key: AUTO_STARTS[key] for key in auto_keys(values)}}
 
 
 def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str, Any]:
@@ -75,7 +96,9 @@ def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str,
         {'max_steps': 3, 'engine': 'vllm'}
     """
     table = key_table.table_for(stage)
-    resolved = coerce_recipe(recipe_sources(argv), key_table.types_of(table), table["renamed"], warn=warn)
+    types = key_table.types_of(table)
+    types.update({key: Union[types[key], Literal["auto"]] for key in AUTO_STARTS if key in types})
+    resolved = coerce_recipe(recipe_sources(argv), types, table["renamed"], warn=warn)
     check_values(stage.name, resolved, table["defaults"])
     return resolved
 
@@ -88,7 +111,7 @@ def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any])
     TRL or transformers check it in theirs.
     """
     refuse_set_keys(stage, resolved, defaults)
-    given = {**defaults, **resolved}
+    given = {**defaults, **without_auto(resolved)}
     if given.get("use_peft") and isinstance(given.get("lora_r"), int) and given["lora_r"] <= 0:
         raise UserError(f"lora_r must be a positive integer, got {given['lora_r']}")
     check_counts(SimpleNamespace(**given))

@@ -198,11 +198,45 @@ class TrainingStage:
         changes = {key: (value, "slower than float32 on this CPU (measured)")
                    for key, value in cpu_precision(values).items() if values.get(key) != value}
         changes.update(self.settle_config(args))
+        return self.changed(args, changes)
+
+    def changed(self, args: StageArgs, changes: dict[str, tuple[Any, str]]) -> StageArgs:
+        """``args`` rebuilt with ``changes`` (``{key: (value, why)}``) over the recipe and what was settled."""
         if not changes:
             return args
-        values.update({key: value for key, (value, _) in changes.items()})
+        values = {**parsing.run_values(args.recipe), **{key: v["value"] for key, v in args.settled.items()},
+                  **{key: value for key, (value, _) in changes.items()}}
         return StageArgs(parsing.build_instances(self.argument_types(), values), args.recipe,
                          {**args.settled, **{key: {"value": v, "why": why} for key, (v, why) in changes.items()}})
+
+    def fit_auto(self, args: StageArgs, plan: Any) -> tuple[StageArgs, Any]:
+        """The recipe's ``auto`` keys (``per_device_train_batch_size``, ``gradient_checkpointing``) set to the
+        fastest values whose memory plan fits, with the optimizer step unchanged; the args and their plan.
+
+        Example (a recipe with ``per_device_train_batch_size: auto`` on a machine where 8 rows do not fit)::
+
+            auto chose per_device_train_batch_size: 4, gradient_accumulation_steps: 2, ... (the fastest whose
+            memory plan fits: 9.8 GB of 12.0 GB)
+        """
+        asked = parsing.auto_keys(args.recipe)
+        if not asked:
+            return args, plan
+        choice = memory_check.choose(plan, asked, args.run.memory_check, self.micro_batch_divides(args))
+        why = f"auto: the fastest setting whose memory plan fits ({memory_check.gb(choice.plan.peak)})"
+        changes = {"per_device_train_batch_size": (choice.examples, why),
+                   "gradient_accumulation_steps": (choice.accumulation, why),
+                   "gradient_checkpointing": (choice.checkpointing, why)}
+        changes = {key: value for key, value in changes.items()
+                   if value[0] != getattr(args.train, key) or key in asked}
+        return self.changed(args, {**changes, **self.auto_follows(args, choice.examples)}), choice.plan
+
+    def micro_batch_divides(self, args: StageArgs) -> int:
+        """A number every micro-batch ``auto`` chooses must divide (0: any divisor of the optimizer step)."""
+        return 0
+
+    def auto_follows(self, args: StageArgs, examples: int) -> dict[str, tuple[Any, str]]:
+        """Settings that change with an ``auto`` micro-batch of ``examples`` (GRPO's ``steps_per_generation``)."""
+        return {}
 
     def run(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
         """Parse, settle, check, train, save and record the stage; returns the manifest (``{}`` off rank 0)."""
@@ -233,7 +267,9 @@ class TrainingStage:
         during = args.get(greedy_eval.TrainingEvalArguments)
         scoring = self.scoring_rewards(args) if args.eval.eval_before_after or during.eval_steps else []
         greedy_eval.check_plan(during, splits["test"], scoring, cfg, self.tools)
-        record.memory_plan = memory_check.check(self.memory_plan(args, splits, tokenizer), args.run.memory_check)
+        args, plan = self.fit_auto(args, self.memory_plan(args, splits, tokenizer))
+        record.settled.update(args.settled)
+        record.memory_plan = memory_check.check(plan, args.run.memory_check)
         model = models.load_model(args.model.model_name_or_path, args.model.dtype, options=options)  # adapters merged
         input_checks.check_lora_targets(model, args.model)
 
