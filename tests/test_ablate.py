@@ -75,6 +75,17 @@ def test_another_grid_into_the_same_out_is_refused(tmp_path):
     assert again.returncode == 2 and "holds another ablation (lora_r=8,16" in again.stderr, again.stderr
 
 
+def test_a_grid_with_a_setting_that_cannot_fit_is_refused_before_any_cell_runs(tmp_path):
+    out = tmp_path / "abl"
+    run = run_cmd([".venv/bin/rlft", "ablate", "recipes/sft.yaml", "--grid", "per_device_train_batch_size=8,256",
+                   "--out", str(out)], env={"RLFT_MEMORY_GB": "6"})
+    assert run.returncode == 2, run.stderr[-2000:]
+    [line] = run.stderr.strip().splitlines()
+    assert line.startswith("error: cell per_device_train_batch_size=256: memory plan: needs about ") and \
+        "nothing has run" in line, line
+    assert not out.exists()
+
+
 TINY = ["recipes/sft.yaml", "--grid", "learning_rate=1e-5,2e-3", "--seeds", "1", "2", "--set",
         f"model_name_or_path={tiny_model_dir()}", "max_steps=2",
         "num_train_samples=16", "per_device_train_batch_size=4", "num_test_samples=6", "eval_samples=6",

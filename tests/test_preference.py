@@ -272,6 +272,21 @@ def test_pipeline_checks_every_stage_before_running_any(tmp_path):
     assert not (tmp_path / "out").exists(), "nothing may run when a later stage's recipe is wrong"
 
 
+def test_pipeline_plans_the_memory_of_every_stage_before_running_any(tmp_path, monkeypatch):
+    from rlft.commands import pipeline
+
+    monkeypatch.setenv("RLFT_MEMORY_GB", "6")  # SFT's 8 rows fit; 256 rows of the same data do not
+    recipe = tmp_path / "p.yaml"
+    recipe.write_text("output_dir: {}\nstages:\n  sft: {{recipe: recipes/sft.yaml}}\n"
+                      "  big: {{stage: sft, recipe: recipes/sft.yaml, overrides: {{model_name_or_path: '@sft', "
+                      "per_device_train_batch_size: 256}}}}\n".format(tmp_path / "out"))
+    with pytest.raises(UserError, match=r"pipeline stage 'big': memory plan: needs about .* 6.0 GB is available; "
+                                        r"per_device_train_batch_size: \d+ and gradient_accumulation_steps: \d+ .*"
+                                        r"would fit .*nothing has run"):
+        pipeline.main([str(recipe)])
+    assert not (tmp_path / "out").exists(), "nothing may run when a later stage cannot fit"
+
+
 @pytest.mark.slow
 def test_pipeline_runs_chains_evaluates_and_skips_finished_stages_on_rerun(tmp_path):
     """`rlft pipeline` end to end on a tiny chain: SFT -> DPO ("@sft" substituted), then one evaluation."""

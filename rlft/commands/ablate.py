@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlft.commands.memory_ahead import check_ahead
 from rlft.commands.pipeline import as_flags, check_parses, completed, run_step
 from rlft.core.errors import UserError, run_cli
 from rlft.core.files import write_atomic
@@ -144,6 +145,20 @@ def check_cells(plan: dict[str, Any]) -> None:
     # one cell per setting: seeds change nothing a parse checks
     check_parses([(f"cell {cell['setting']}", parse, [plan["recipe"], *cell_flags(plan, cell)])
                   for cell in plan["cells"][::len(plan["seeds"])]])
+
+
+def check_cell_memory(plan: dict[str, Any], indices: Sequence[int]) -> None:
+    """The memory plan of each setting among ``indices`` with a cell still to run, before the first runs
+    (one plan per setting: seeds change no shape)."""
+    if not registry.get(plan["stage"]).is_stage:
+        return
+    first = {}  # setting: its first unfinished cell
+    for index in indices:
+        cell = plan["cells"][index]
+        if not completed(Path(cell["dir"])):
+            first.setdefault(cell["setting"], cell)
+    check_ahead([(f"cell {setting}", plan["stage"], [plan["recipe"], *cell_flags(plan, cell)])
+                 for setting, cell in first.items()])
 
 
 def run_cell(plan: dict[str, Any], index: int) -> bool:
@@ -251,11 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     check_cells(plan)
     out = Path(args.out)
+    indices = [args.cell] if args.cell is not None else range(len(plan["cells"]))
+    if not args.print_commands:
+        check_cell_memory(plan, indices)  # before the grid's folder is made: a refused grid leaves nothing
     save_or_check_plan(plan, out)
     if args.print_commands:
         print("\n".join(commands(plan, argv)))
         return 0
-    indices = [args.cell] if args.cell is not None else range(len(plan["cells"]))
     failed = [i for i in indices if not run_cell(plan, i)]
     if args.cell is not None:
         return 1 if failed else 0

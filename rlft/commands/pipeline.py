@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlft.commands.memory_ahead import check_ahead
 from rlft.core.errors import UserError, one_line, run_cli
 from rlft.core.files import write_atomic
 from rlft.core.manifest import read_manifest
@@ -95,6 +96,19 @@ def substitute(value: Any, output_dir: str) -> Any:
     if isinstance(value, dict):
         return {k: substitute(v, output_dir) for k, v in value.items()}
     return value
+
+
+def references(value: Any) -> list[str]:
+    """The ``@name`` strings in ``value`` (strings, lists and mappings), as :func:`substitute` finds them.
+
+    Example:
+        >>> references({"model_name_or_path": "@sft", "models": ["base", "@dpo"], "max_steps": 3})
+        ['@sft', '@dpo']
+    """
+    if isinstance(value, str):
+        return [value] if value.startswith("@") else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [ref for item in items for ref in references(item)]
 
 
 def as_flags(overrides: dict[str, Any]) -> list[str]:
@@ -180,11 +194,45 @@ def check_parses(runs: Sequence[tuple[str, Any, list[str]]]) -> None:
         discard_deferred_warnings()
 
 
+def to_run(args: PipelineArguments) -> list[str]:
+    """The stages this run of the pipeline trains: all with ``overwrite``, else those without a complete run."""
+    return [name for name in args.stages if args.overwrite or not completed(Path(args.output_dir) / name)]
+
+
+def check_memory(args: PipelineArguments) -> None:
+    """Every stage still to train, planned before the first one starts (:func:`check_ahead`).
+
+    A stage whose model is an earlier stage of this run (``@sft``) is planned
+    on that stage's model: training keeps the shape (adapters are merged). A
+    stage that reads another output still to come (a dataset) is planned when
+    its turn comes.
+    """
+    pending, models, runs = to_run(args), {}, []
+    for name, spec in args.stages.items():
+        overrides = dict(spec.get("overrides") or {})
+        source = str(overrides.get("model_name_or_path", ""))
+        if source.startswith("@") and source[1:] in pending:
+            overrides["model_name_or_path"] = models.get(source[1:], source)
+        later = [ref for ref in references(overrides) if ref[1:] in pending]
+        entry = registry.get(spec.get("stage", name))
+        argv = [spec["recipe"], *as_flags(substitute(overrides, args.output_dir))]
+        parts, _ = importlib.import_module(entry.module).parse(argv)
+        models[name] = next(p.model_name_or_path for p in parts if hasattr(p, "model_name_or_path"))
+        if name not in pending or not entry.is_stage:
+            continue
+        if later:
+            logger.info("stage %s: memory planned when it starts (it reads %s, still to come)", name, later[0])
+            continue
+        runs.append((f"pipeline stage {name!r}", entry.name, [*argv, "--output_dir", f"{args.output_dir}/{name}"]))
+    check_ahead(runs)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the pipeline; returns its summary (also written to ``<output_dir>/pipeline.json``)."""
     (args,), _ = parse(argv)
     setup_logging("info")
     check_stages(args)
+    check_memory(args)
     out = args.output_dir
     summary: dict[str, Any] = {"stages": {}}
     for name, spec in args.stages.items():

@@ -17,10 +17,10 @@ import sys
 from collections.abc import Sequence
 
 from rlft.commands.ablate import stage_of
+from rlft.commands.memory_ahead import plan_of
 from rlft.core.errors import UserError, run_cli
 from rlft.stage import registry
 from rlft.stage.memory_plan import Plan, cheaper, gb
-from rlft.stage.skeleton import StageArgs
 
 
 def table(plan: Plan, stage: str, recipe: str) -> str:
@@ -60,10 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     entry = registry.get(stage)
     if not entry.is_stage:
         raise UserError(f"rlft plan takes a training stage's recipe; {stage} is a command")
-    runner = entry.stage()
-    args = runner.settle(StageArgs(*runner.parse(argv)))
-    splits, tokenizer, _ = runner.prepare(args)
-    args, plan = runner.fit_auto(args, runner.memory_plan(args, splits, tokenizer))
+    args, plan = plan_of(stage, argv)
     if plan is None:
         print("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
         return 0

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from types import SimpleNamespace
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import rewards
 from rlft.core.errors import UserError
@@ -97,7 +97,7 @@ def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str,
     """
     table = key_table.table_for(stage)
     types = key_table.types_of(table)
-    types.update({key: Union[types[key], Literal["auto"]] for key in AUTO_STARTS if key in types})
+    types.update({key: types[key] | Literal["auto"] for key in AUTO_STARTS if key in types})
     resolved = coerce_recipe(recipe_sources(argv), types, table["renamed"], warn=warn)
     check_values(stage.name, resolved, table["defaults"])
     return resolved

@@ -185,6 +185,11 @@ def main() -> None:
         print(json.dumps(evaluate(args.recipe, args.eval_seed, json.loads(args.eval_json))))
         return
 
+    from rlft.commands.memory_ahead import (
+        check_ahead,  # a recipe that cannot fit is refused before seed 1 trains
+    )
+
+    check_ahead([(f"bench-learning {args.recipe}", "grpo", [args.recipe, "--output_dir", "unused"])])
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-learning-"))
     seeds, scores = {}, {}
     for seed in args.seeds:
