@@ -23,7 +23,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rewards.accuracy import make_accuracy
@@ -69,12 +72,27 @@ REWARDS: dict[str, Callable[..., Callable]] = {
 }
 
 
+def _import_user_module(name: str) -> Any:
+    """Import ``name``, also from the working directory: ``rlft grpo`` is a console script, which (unlike
+    ``python -m`` or ``python script.py``) does not put it on ``sys.path``, yet a user's rewards module sits
+    there beside the recipe. It is appended, so an installed package of the same name still wins."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        top = name.split(".")[0]
+        here = os.getcwd()
+        if err.name != top or here in sys.path or not (Path(top + ".py").is_file() or Path(top).is_dir()):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(name)
+
+
 def _load_dotted(path: str) -> Callable:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise RewardInputError(f"reward path {path!r} must look like 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_user_module(module_name)
     except Exception as err:  # noqa: BLE001 - any import failure of user code is reported the same way
         raise RewardInputError(
             f"cannot import reward {path!r}: {type(err).__name__}: {err} (is the module on PYTHONPATH?)"

@@ -42,7 +42,9 @@ def make_accuracy(
 
     Args:
         answer_column: dataset column with the gold answer (a bare answer, or a
-            solution ending in ``#### x`` / ``\\boxed{x}``).
+            solution ending in ``#### x`` / ``\\boxed{x}``); with the default,
+            rows with ``solution`` and no ``answer`` (TRL's and open-r1's data) are
+            read from ``solution``.
         fallback_last_number: with no explicit answer marker, take the last number.
         allow_multiple_boxed: take the last of several different boxed answers
             instead of scoring the hedge 0.0 (or reading them as one
@@ -54,7 +56,10 @@ def make_accuracy(
     positive(timeout, "timeout", "accuracy")
 
     def accuracy(completions: list[Any], **columns: Any) -> list[float | None]:
-        golds = get_column(columns, answer_column, "accuracy", len(completions))
+        column = answer_column
+        if column == "answer" and "answer" not in columns and "solution" in columns:
+            column = "solution"  # TRL's and open-r1's name for the gold (a bare answer or a worked solution)
+        golds = get_column(columns, column, "accuracy", len(completions))
         preds = [find_answer(tail_text(c), fallback_last_number, allow_multiple_boxed) for c in completions]
         timeouts_before = STATS["timeouts"]
         verdicts = equivalent_batch([(p, gold_answer(g)) for p, g in zip(preds, golds)], timeout, text_fallback)

@@ -37,6 +37,7 @@ from rlft.core.recipe import parse_recipe
 from rlft.core.run_dir import RunArguments, check_output_dir
 from rlft.core.runtime import log_deferred_warnings, setup_logging
 from rlft.evaluation.compare import EvalRunArguments, base_of, evaluate, expand_models, gather_list
+from rlft.stage.input_checks import check_scoring
 from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
 
@@ -60,9 +61,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     base_dir = base_of(names, args.model_name_or_path) if "base" in names else models.resolve_model(names[0]).base
     reward_funcs = reward_args.build()
     test = data.load_splits(data_args, seed=args.seed)["test"]
-    data.require_columns(test, ["prompt", "answer"], "the evaluation")
+    data.require_columns(test, ["prompt"], "the evaluation")
     test = test.select(range(min(eval_args.eval_samples, len(test))))
     tools = tool_setup(tool_args, dict(test[0]))
+    check_scoring(test, reward_funcs, len(test), bool(tools and tools.has_environment))  # before any model loads
     if tools and args.pass_k_samples:
         raise UserError("pass_k_samples: pass@k samples single completions; with tools it is not built "
                         "(set pass_k_samples: 0)")

@@ -30,6 +30,7 @@ from rlft.rollout import engine as rollout_engine
 from rlft.rollout.colocate import ColocateEngine, colocate_settings, with_engine_start
 from rlft.rollout.engine import EngineStartError, RolloutArguments, resolve_sync
 from rlft.stage.input_checks import checked_rewards
+from rlft.stage.memory_check import row_tokens
 from rlft.stage.skeleton import TrainingStage
 from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
@@ -83,6 +84,24 @@ class GRPO(TrainingStage):
             row["environments"].reset(**first)
         self.reward_funcs = checked_rewards(reward_args, args.train, row,
                                             args.get(RewardFailureArguments).on_reward_error)
+
+    def filter_rows(self, args, splits, tokenizer):
+        """Training prompts longer than ``max_prompt_length`` tokens dropped (TRL 0.x cut them from the left,
+        which loses the system turn and the question's start; TRL 1.x dropped the key)."""
+        limit = args.get(RolloutArguments).max_prompt_length
+        if not limit:
+            return splits
+        train = splits["train"]
+        options = {"tools": self.tools.functions if self.tools else None,
+                   "options": args.model.chat_template_kwargs}
+        kept = train.filter(lambda row: row_tokens(tokenizer, row, ["prompt"], **options) <= limit)
+        if not len(kept):
+            raise UserError(f"max_prompt_length: {limit}: every training prompt is longer; raise it")
+        if len(kept) < len(train):
+            logger.info("max_prompt_length %d: dropped %d of %d training prompts longer than that", limit,
+                        len(train) - len(kept), len(train))
+        splits["train"] = kept
+        return splits
 
     def memory_rows(self, args, splits, tokenizer) -> dict:
         """A micro-batch of completions: the longest prompt (tool schemas rendered) + max_completion_length."""

@@ -186,8 +186,14 @@ def test_bad_dotted_paths(path, needle):
 
 
 def test_missing_column_is_named():
-    with pytest.raises(RewardInputError, match="needs a dataset column 'answer'; the rows have: solution"):
-        resolve("accuracy")(["4"], solution=["4"])
+    with pytest.raises(RewardInputError, match="needs a dataset column 'answer'; the rows have: question"):
+        resolve("accuracy")(["4"], question=["2+2?"])
+
+
+def test_accuracy_reads_a_solution_column_when_there_is_no_answer():  # TRL's and open-r1's data
+    assert resolve("accuracy")(["so \\boxed{1/2}", "0.4"], solution=["Halving 1 gives $\\boxed{0.5}$.", "0.5"]) == [1.0, 0.0]
+    assert resolve("accuracy", answer_column="solution")(["4"], solution=["4"], answer=["5"]) == [1.0]
+    assert resolve("accuracy")(["4"], solution=["4"], answer=["5"]) == [0.0]  # answer first, when both are there
 
 
 # --- the testing kit -----------------------------------------------------------

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rewards import contract
 from rlft.core import data, models
 from rlft.core.accelerator import generation_device
 from rlft.core.arguments import DataArguments, ModelArguments, RewardArguments
@@ -82,18 +83,18 @@ def weighted_scores(reward_funcs: list, weights: list[float] | None, rows: list[
                     k: int) -> list[float | None]:
     """Each completion's weighted reward (``None`` if any reward could not verify it).
 
-    Rewards are called as TRL calls them: ``completions`` (chat messages or
-    text, like the prompts), ``prompts`` and every dataset column, one entry
-    per completion.
+    Rewards are called as TRL calls them (:func:`rewards.contract.call`):
+    ``completions`` (chat messages or text, like the prompts), ``prompts``,
+    every dataset column, one entry per completion, and TRL's other keywords.
     """
     weights = weights or [1.0] * len(reward_funcs)
     if len(weights) != len(reward_funcs):
         raise UserError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward_funcs")
     columns = {key: [row[key] for row in rows for _ in range(k)] for key in rows[0]}
-    columns["prompts"] = columns.pop("prompt")
+    prompts = columns.pop("prompt")
     totals: list[float | None] = [0.0] * len(completions)
     for func, weight in zip(reward_funcs, weights, strict=True):
-        values = list(func(completions=completions, **columns))
+        values = contract.call(func, prompts, completions, columns)
         if len(values) != len(completions):
             name = getattr(func, "__name__", "reward")
             raise UserError(f"reward {name} returned {len(values)} scores for {len(completions)} completions")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewards import RewardInputError, completion_text
+from rewards import RewardInputError, completion_text, contract
 from rewards.extraction import find_answer
 from rlft.core.arguments import RewardArguments
 from rlft.core.errors import UserError, run_cli
@@ -57,7 +57,7 @@ def score_samples(funcs: list, weights: list[float], rows: list[dict[str, Any]],
     scores = {}
     for func in funcs:
         try:
-            values = func(completions, **columns)
+            values = contract.call(func, columns.get("prompt") or [None] * len(rows), completions, columns)
         except RewardInputError as err:
             raise UserError(str(err)) from None
         if len(values) != len(rows):

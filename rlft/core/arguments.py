@@ -79,6 +79,11 @@ class DataArguments:
     sft_target_column: str = field(
         default="solution", metadata={"help": "Column holding the SFT target when there is no 'completion'."}
     )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "A system turn put first in every chat prompt (and messages row) rlft builds or reads; "
+                          "rows with their own system turn keep theirs."},
+    )
 
     def __post_init__(self) -> None:
         for name in ("num_train_samples", "num_test_samples"):

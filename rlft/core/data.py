@@ -129,7 +129,40 @@ def load_splits(args: DataArguments, seed: int = 42):
         test = test.select(range(min(args.num_test_samples, len(test))))
     if args.prompt_column:
         train, test = (with_prompts(split, args.prompt_column, args.prompt_instruction) for split in (train, test))
-    return DatasetDict(train=train, test=test)
+    return with_system_prompt(DatasetDict(train=train, test=test), args.system_prompt)
+
+
+def with_system_prompt(splits: Any, system: str | None) -> Any:
+    """Every chat ``prompt`` (and ``messages`` row) of ``splits`` opened by a system turn saying ``system``.
+
+    A row that already opens with a system turn keeps its own (counted in
+    the log); text prompts cannot carry one and are refused.
+
+    Example:
+        >>> from datasets import Dataset, DatasetDict
+        >>> rows = [{"prompt": [{"role": "user", "content": "1+1?"}]},
+        ...         {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]}]
+        >>> out = with_system_prompt(DatasetDict(train=Dataset.from_list(rows)), "Think first.")
+        >>> [row["prompt"][0]["content"] for row in out["train"]]
+        ['Think first.', 'Be brief.']
+    """
+    if not system:
+        return splits
+    turn = {"role": "system", "content": system}
+    for name, split in splits.items():
+        columns = [c for c in ("prompt", "messages") if c in split.column_names]
+        for column in columns:
+            if len(split) and not is_conversational(split[0][column]):
+                raise UserError(f"system_prompt needs chat prompts; the {name} split's {column!r} holds text "
+                                "(give prompt_column, or chat-format rows)")
+            own = sum(1 for row in split[column] if row and row[0].get("role") == "system")
+            if own:
+                logger.info("system_prompt: %d of %d %s rows have their own system turn and keep it", own,
+                            len(split), name)
+            split = split.map(lambda row, c=column: {c: row[c] if row[c] and row[c][0].get("role") == "system"
+                                                      else [turn, *row[c]]})
+        splits[name] = split
+    return splits
 
 
 def with_prompts(dataset: Any, column: str, instruction: str | None = None) -> Any:

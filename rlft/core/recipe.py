@@ -45,6 +45,7 @@ import yaml
 
 from rlft.core.errors import UserError
 from rlft.core.runtime import defer_warning
+from rlft.core.trl_era import translate
 
 
 class _TypeMismatch(Exception):
@@ -340,7 +341,8 @@ def _rename(values: dict[str, Any], renamed: dict[str, str], source: str, warn: 
 
 
 def _unknown_key_error(key: str, valid: Sequence[str], source: str) -> UserError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    # a close match only: a looser one points at unrelated keys (max_prompt_length -> max_completion_length)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.8)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return UserError(f"unknown recipe key '{key}' ({source}){hint} Run with --help to list valid keys.")
 
@@ -395,7 +397,8 @@ def coerce_recipe(sources: Sequence[tuple[str, dict[str, Any]]], keys: dict[str,
     """
     resolved: dict[str, Any] = {}
     for source, values in sources:
-        for key, value in _rename(values, renamed, source, warn).items():
+        values = translate(_rename(values, renamed, source, warn), keys, source, warn)  # TRL-era keys
+        for key, value in values.items():
             if key not in keys:
                 raise _unknown_key_error(key, list(keys), source)
             try:

@@ -102,11 +102,9 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
 
     Writes ``before_after.jsonl`` (every prompt with both outputs) into
     ``output_dir`` and returns ``{"table": [...], "eval_device": "cuda:0"}`` (where the answers were
-    generated; ``{}`` without an ``answer`` column).
+    generated). The rewards were checked on the test split before training
+    (:func:`rlft.stage.input_checks.check_scoring`).
     """
-    if "answer" not in test.column_names:
-        logger.warning("test split has no 'answer' column: skipping the before/after check")
-        return {}
     rows = test.select(range(min(eval_args.eval_samples, len(test))))
     base = None
     if not hasattr(model, "disable_adapter"):  # full fine-tuning: load the starting point again

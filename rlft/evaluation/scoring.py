@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rewards import contract
 from rewards.verifiers import find_answer
 from rlft.evaluation.metrics import bootstrap_mean, paired_bootstrap
 
@@ -52,19 +53,14 @@ def headline(reward_funcs: Sequence[Callable]) -> str:
     return HEADLINE_DEFAULT if HEADLINE_DEFAULT in names else names[0]
 
 
-def _as_completions(outputs: Sequence[str], prompts: Sequence[Any]) -> list[Any]:
-    """Outputs shaped as TRL hands completions to rewards: messages for chat prompts, else text."""
-    return [[{"role": "assistant", "content": o}] if not isinstance(p, str) else o
-            for o, p in zip(outputs, prompts, strict=True)]
-
-
 def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[str, Sequence[Any]],
                   reward_funcs: Sequence[Callable], tokenizer: Any = None) -> dict[str, Any]:
     """Per-prompt scores of ``outputs``: the headline reward, every reward, marked answers, token lengths.
 
     ``columns`` are the rows' dataset columns (``answer``, ...), passed to
     each reward as keyword arguments the way TRL passes them in training
-    (with ``prompts``). Returns ``{"headline", "scores", "rewards", "marked",
+    (:func:`rewards.contract.call`: chat completions for chat prompts,
+    ``prompts``, ``completion_ids`` from ``tokenizer``, ``trainer_state``). Returns ``{"headline", "scores", "rewards", "marked",
     "tokens"}``; ``scores`` holds ``None`` where the headline reward could not
     verify; ``tokens`` is empty without a tokenizer.
 
@@ -74,17 +70,16 @@ def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[
         ...               [rewards.resolve("accuracy")])["rewards"]
         {'accuracy': [1.0, 0.0]}
     """
-    completions = _as_completions(outputs, prompts)
-    extra = {k: list(v) for k, v in columns.items() if k not in ("prompt", "completion")}
+    ids = [tokenizer(o, add_special_tokens=False)["input_ids"] for o in outputs] if tokenizer else None
     per_reward: dict[str, list[float | None]] = {}
     for func in reward_funcs:
         name = getattr(func, "__name__", "reward")
-        values = list(func(prompts=list(prompts), completions=completions, **extra))
+        values = contract.call(func, prompts, outputs, columns, completion_ids=ids)
         if len(values) != len(outputs):
             raise ValueError(f"reward {name} returned {len(values)} scores for {len(outputs)} outputs")
         per_reward[name] = [None if v is None else float(v) for v in values]
     main = headline(reward_funcs)
-    lengths = [len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs] if tokenizer else []
+    lengths = [len(i) for i in ids] if ids else []
     return {"headline": main, "scores": per_reward[main], "rewards": per_reward,
             "marked": [bool(found and found.marked) for found in (find_answer(o) for o in outputs)],
             "tokens": lengths}

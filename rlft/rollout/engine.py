@@ -93,6 +93,10 @@ class RolloutArguments:
         default="auto", metadata={"help": "vLLM weights dtype; auto on CPU follows the trainer (bf16 or float32)."},
     )
     vllm_max_model_len: int = field(default=1024, metadata={"help": "Longest prompt + completion vLLM plans for."})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "Training prompts longer than this many tokens (as the chat template "
+                                        "renders them) are dropped, and the run says how many."},
+    )
     rollout_fallback: Literal["hf", "error"] = field(
         default="hf", metadata={"help": "When vLLM cannot start: hf (generate with transformers; the closing "
                                         "output and the manifest say so) or error (stop with one line)."},

@@ -247,9 +247,6 @@ def check_plan(during: TrainingEvalArguments, test: Any, reward_funcs: list, cfg
     if not during.eval_steps:
         return
     check_eval_settings(SimpleNamespace(**vars(during), save_strategy=cfg.save_strategy))
-    if "answer" not in test.column_names:
-        raise UserError("eval_steps needs an 'answer' column in the test split to score the answers; "
-                        f"it has {', '.join(test.column_names)}")
     if during.keep_best:
         names = EvalPlan(test, reward_funcs, None, 1, 1, tools=tools).metrics()
         if during.keep_best not in names:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewards import RewardInputError
+from rewards import RewardInputError, contract
 from rlft.core.data import is_conversational
 from rlft.core.errors import UserError
 
@@ -97,14 +97,52 @@ def preflight_rewards(reward_funcs: list, row: dict[str, Any]) -> None:
     columns = {k: [v] for k, v in row.items() if k != "prompt"}
     for func in reward_funcs:
         name = getattr(func, "__name__", repr(func))
-        try:
-            out = func([""], prompts=[row.get("prompt")], completion_ids=[[]], **columns)
+        try:  # as TRL will call it: a chat completion for a chat prompt, and every keyword TRL passes
+            out = contract.call(func, [row.get("prompt")], [""], columns)
         except RewardInputError as err:
             raise UserError(str(err)) from None
         except Exception as err:  # noqa: BLE001 - user code: report, don't trace back
             raise UserError(f"reward {name!r} failed on the first training row: {type(err).__name__}: {err}") from None
         if not isinstance(out, (list, tuple)) or len(out) != 1:
             raise UserError(f"reward {name!r} must return one value per completion; for 1 it returned {out!r}")
+
+
+def check_scoring(test: Any, reward_funcs: list, samples: int, has_environment: bool = False) -> None:
+    """The rewards the before/after table (and eval during training) scores with must score this test split.
+
+    Each reward is called as TRL calls it (:func:`rewards.contract.call`) on
+    the first ``samples`` test rows with empty answers: a column it needs and
+    the split lacks, or an error, is refused in one line naming the reward;
+    so is a reward that returns ``None`` ("cannot verify") for every row, as
+    one whose gold column cannot be read does. No column is needed by name.
+    With an environment the rewards read the episode, which only the tool
+    loop makes: nothing is checked here then.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> never = lambda completions, **kw: [None] * len(completions)
+        >>> check_scoring(Dataset.from_list([{"prompt": "1+1?", "solution": "x"}]), [never], 5)
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: reward '<lambda>' cannot score any of the first 1 test rows (it returned None, cannot verify, for each): the before/after table would be empty; check the column it reads its gold from
+    """
+    if not reward_funcs or not len(test) or has_environment:
+        return
+    rows = test.select(range(min(samples, len(test))))
+    columns = {c: list(rows[c]) for c in rows.column_names}
+    prompts = columns.get("prompt") or [None] * len(rows)
+    for func in reward_funcs:
+        name = getattr(func, "__name__", repr(func))
+        try:
+            values = contract.call(func, prompts, [""] * len(rows), columns)
+        except RewardInputError as err:
+            raise UserError(f"the before/after table cannot be scored: {err}") from None
+        except Exception as err:  # noqa: BLE001 - user code: report, don't trace back
+            raise UserError(f"reward {name!r} failed on the test split: {type(err).__name__}: {err}") from None
+        if all(v is None for v in values):
+            raise UserError(f"reward {name!r} cannot score any of the first {len(rows)} test rows (it returned "
+                            "None, cannot verify, for each): the before/after table would be empty; check the "
+                            "column it reads its gold from")
 
 
 def check_lora_targets(model: Any, model_args: Any) -> None:

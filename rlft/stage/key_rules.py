@@ -124,7 +124,8 @@ MODEL = {
 RLFT = _names("""dataset_name dataset_config dataset_train_split dataset_test_split test_size num_train_samples
                  num_test_samples task_kwargs prompt_column prompt_instruction eval_before_after eval_samples
                  eval_max_new_tokens eval_batch_size eval_steps keep_best final_model
-                 early_stopping_patience reward_funcs reward_kwargs resume overwrite verbose memory_check""", USED)
+                 early_stopping_patience reward_funcs reward_kwargs resume overwrite verbose memory_check
+                 system_prompt""", USED)
 
 MODEL_LOADED_BY_RLFT = refused("rlft loads the model itself: use model_name_or_path, dtype, attn_implementation, "
                                "model_revision, load_in_4bit")
@@ -191,7 +192,7 @@ GRPO_KEYS = {
     "tools": USED,
     "environment": USED,
     **_names("max_turns tool_timeout", only_with("tools or an environment", _tools)),
-    **_names("engine on_reward_error skip_zero_advantage length_buckets", USED),
+    **_names("engine on_reward_error skip_zero_advantage length_buckets max_prompt_length", USED),
 }
 
 SFT_KEYS = {

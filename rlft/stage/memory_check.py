@@ -82,18 +82,25 @@ def longest_tokens(tokenizer: Any, rows: Any, columns: Iterable[str], tools: lis
     for index, row in enumerate(rows):
         if index >= SAMPLE_ROWS:
             break
-        total, chat = 0, []
-        for column in columns:
-            value = row.get(column)
-            if isinstance(value, str):
-                total += len(tokenizer(value, add_special_tokens=False)["input_ids"])
-            elif isinstance(value, list) and value and isinstance(value[0], dict):
-                chat += value  # prompt and answer turns: one conversation, as the trainer renders them
-        if chat:
-            total += len(tokenizer.apply_chat_template(chat, tools=tools, tokenize=True, return_dict=False,
-                                                       **(options or {})))
-        longest = max(longest, total)
+        longest = max(longest, row_tokens(tokenizer, row, columns, tools, options))
     return min(longest, cap) if cap else longest
+
+
+def row_tokens(tokenizer: Any, row: dict, columns: Iterable[str], tools: list | None = None,
+               options: dict | None = None) -> int:
+    """The tokens one row takes over ``columns``: text as it is, chat turns as one conversation through the chat
+    template (with ``tools`` and the template ``options``)."""
+    total, chat = 0, []
+    for column in columns:
+        value = row.get(column)
+        if isinstance(value, str):
+            total += len(tokenizer(value, add_special_tokens=False)["input_ids"])
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            chat += value  # prompt and answer turns: one conversation, as the trainer renders them
+    if chat:
+        total += len(tokenizer.apply_chat_template(chat, tools=tools, tokenize=True, return_dict=False,
+                                                   **(options or {})))
+    return total
 
 
 def plan_run(args: Any, rows: dict[str, int], engine: dict | None = None) -> Plan | None:

@@ -39,6 +39,7 @@ from rlft.core.recipe import coerce_recipe, help_text, instances_from, recipe_so
 from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
 from rlft.stage import key_table
 from rlft.stage.input_checks import check_counts, check_eval_settings
+from rlft.stage.machine_checks import refuse_machine
 from rlft.stage.registry import rules_for
 
 #: Defaults every stage has where transformers' differ: TensorBoard logs in ``<output_dir>/runs``
@@ -95,10 +96,15 @@ def read_values(stage: Any, argv: Sequence[str], warn: bool = True) -> dict[str,
         >>> read_values(get("grpo").stage(), ["--max_steps", "3", "--rollout_engine", "vllm"], warn=False)
         {'max_steps': 3, 'engine': 'vllm'}
     """
+    return read_sources(stage, recipe_sources(argv), warn)
+
+
+def read_sources(stage: Any, sources: Sequence[tuple[str, dict[str, Any]]], warn: bool = True) -> dict[str, Any]:
+    """:func:`read_values` from the recipe's sources (file, command line) as :func:`recipe_sources` gives them."""
     table = key_table.table_for(stage)
     types = key_table.types_of(table)
     types.update({key: types[key] | Literal["auto"] for key in AUTO_STARTS if key in types})
-    resolved = coerce_recipe(recipe_sources(argv), types, table["renamed"], warn=warn)
+    resolved = coerce_recipe(sources, types, table["renamed"], warn=warn)
     check_values(stage.name, resolved, table["defaults"])
     return resolved
 
@@ -116,6 +122,7 @@ def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any])
         raise UserError(f"lora_r must be a positive integer, got {given['lora_r']}")
     check_counts(SimpleNamespace(**given))
     check_eval_settings(SimpleNamespace(**given))
+    refuse_machine(resolved)  # what this machine lacks (an attention kernel, an integration, the Hub)
     for name in resolved.get("reward_funcs") or []:
         if ":" not in name and name not in rewards.REWARDS:  # dotted paths are imported with the rewards
             try:

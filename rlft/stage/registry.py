@@ -141,6 +141,7 @@ for _entry in (
           rules=key_rules.GRPO_KEYS, recipe="recipes/math.yaml"),
     Entry("pipeline", "rlft.commands.pipeline", "SFT -> pairs -> DPO -> GRPO, then one evaluation of every stage",
           recipe="recipes/pipeline.yaml"),
+    Entry("check", "rlft.commands.check", "every problem of a recipe in one pass, one line each, before it runs"),
     Entry("plan", "rlft.commands.plan", "a run's peak memory, part by part, and whether it fits, before it loads"),
     Entry("merge", "rlft.commands.merge",
           "fold a run's adapter chain into its base: a plain transformers/vLLM model directory"),

@@ -152,7 +152,12 @@ class TrainingStage:
         tokenizer = models.load_tokenizer(args.model.model_name_or_path, options=options)
         input_checks.require_chat_template(tokenizer, splits["train"], args.model.model_name_or_path)
         self.prepare_tokenizer(args, tokenizer)  # before the plan: it counts what the template renders
-        return splits, tokenizer, options
+        return self.filter_rows(args, splits, tokenizer), tokenizer, options
+
+    def filter_rows(self, args: StageArgs, splits: Any, tokenizer: Any) -> Any:
+        """The splits with rows this stage drops by length (GRPO's ``max_prompt_length``), once the tokenizer
+        is read."""
+        return splits
 
     def scoring_rewards(self, args: StageArgs) -> list:
         """The rewards the closing check scores with: the recipe's ``reward_funcs`` (default ``[accuracy]``)."""
@@ -267,6 +272,8 @@ class TrainingStage:
         during = args.get(greedy_eval.TrainingEvalArguments)
         scoring = self.scoring_rewards(args) if args.eval.eval_before_after or during.eval_steps else []
         greedy_eval.check_plan(during, splits["test"], scoring, cfg, self.tools)
+        input_checks.check_scoring(splits["test"], scoring, max(args.eval.eval_samples, 1),
+                                   bool(self.tools and self.tools.has_environment))
         args, plan = self.fit_auto(args, self.memory_plan(args, splits, tokenizer))
         record.settled.update(args.settled)
         record.memory_plan = memory_check.check(plan, args.run.memory_check)
