@@ -155,3 +155,14 @@ def test_a_system_prompt_opens_every_chat_prompt_and_a_rows_own_is_kept(tmp_path
     text.write_text("".join(json.dumps({"prompt": f"{i}?", "solution": "1"}) + "\n" for i in range(5)))
     with pytest.raises(UserError, match="system_prompt needs chat prompts; the train split's 'prompt' holds text"):
         load_splits(DataArguments(dataset_name=str(text), system_prompt="Be exact."))
+
+
+def test_the_migration_guide_names_every_key_rlft_translates_or_refuses():
+    from pathlib import Path
+
+    from rlft.core.trl_era import MAPPED, NO_EQUIVALENT
+
+    guide = Path("docs/migrating.md").read_text()
+    missing = [key for key in [*MAPPED, *NO_EQUIVALENT]
+               if f"`{key}`" not in guide and f"`{key}:" not in guide and not key.startswith(("cosine_", "code_"))]
+    assert not missing, f"docs/migrating.md does not name {missing}"

@@ -50,3 +50,13 @@ def test_a_local_base_is_no_hub_id_and_its_own_card_gives_the_license(tmp_path):
     manifest = fake_run(tmp_path / "run", "dpo", str(base))
     data = ModelCard(model_card(tmp_path / "run", manifest)).data.to_dict()
     assert "base_model" not in data and data["license"] == "mit" and data["tags"] == ["rlft", "dpo", "lora"]
+
+
+def test_a_run_trained_with_a_system_prompt_says_so_in_its_card(tmp_path):
+    manifest = fake_run(tmp_path / "grpo", "grpo", "bundled:smollm2-135m-instruct", TABLE)
+    with (tmp_path / "grpo" / "recipe.yaml").open("a") as f:
+        f.write("system_prompt: Think in <think> tags, answer in <answer> tags.\n")
+    text = model_card(tmp_path / "grpo", manifest)
+    assert "## System prompt" in text and "```\nThink in <think> tags, answer in <answer> tags.\n```" in text
+    fake_run(tmp_path / "plain", "grpo", "bundled:smollm2-135m-instruct", TABLE)
+    assert "## System prompt" not in model_card(tmp_path / "plain", manifest)

@@ -80,7 +80,7 @@ class PairsArguments:
 
 
 def weighted_scores(reward_funcs: list, weights: list[float] | None, rows: list[dict], completions: list[Any],
-                    k: int) -> list[float | None]:
+                    k: int, completion_ids: list[list[int]] | None = None) -> list[float | None]:
     """Each completion's weighted reward (``None`` if any reward could not verify it).
 
     Rewards are called as TRL calls them (:func:`rewards.contract.call`):
@@ -94,7 +94,7 @@ def weighted_scores(reward_funcs: list, weights: list[float] | None, rows: list[
     prompts = columns.pop("prompt")
     totals: list[float | None] = [0.0] * len(completions)
     for func, weight in zip(reward_funcs, weights, strict=True):
-        values = contract.call(func, prompts, completions, columns)
+        values = contract.call(func, prompts, completions, columns, completion_ids=completion_ids)
         if len(values) != len(completions):
             name = getattr(func, "__name__", "reward")
             raise UserError(f"reward {name} returned {len(values)} scores for {len(completions)} completions")
@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         gen.close()
 
     completions = as_completions(prompts, texts, k)
-    scores = weighted_scores(reward_funcs, args.reward_weights, rows, completions, k)
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    scores = weighted_scores(reward_funcs, args.reward_weights, rows, completions, k, ids)
     source = {"model": models.base_model_id(model_args.model_name_or_path), "seed": args.seed,
               "recipe": recipe_file}
     pairs = build_pairs(rows, completions, scores, k, args.min_score_gap, source)
