@@ -73,7 +73,8 @@ def test_chat_prompts_hand_rewards_messages_as_trl_does():
 
     spy.__name__ = "spy"
     score_outputs(["hi"], [[{"role": "user", "content": "q"}]], {"answer": ["1"], "prompt": ["x"]}, [spy])
-    assert seen == [([[{"role": "assistant", "content": "hi"}]], ["answer", "prompts"])]
+    assert seen == [([[{"role": "assistant", "content": "hi"}]],  # and every keyword TRL 1.16 passes
+                      ["answer", "completion_ids", "log_extra", "log_metric", "prompts", "trainer_state"])]
 
 
 def test_closing_table_has_intervals_and_names_the_rollout_engine():

@@ -34,7 +34,7 @@ def test_every_field_of_every_stage_has_a_rule(stage, tmp_path):
 
 
 @pytest.mark.parametrize(("stage", "flags", "named"), [
-    ("grpo", ["--use_vllm", "true"], "use_vllm"),
+    ("grpo", ["--vllm_mode", "server"], "vllm_mode"),
     ("sft", ["--eval_strategy", "steps"], "eval_strategy"),
     ("dpo", ["--sft_target_column", "answer"], "sft_target_column"),
     ("orpo", ["--model_init_kwargs", "{\"device_map\": \"auto\"}"], "model_init_kwargs"),

@@ -18,12 +18,14 @@ there is any, else 0 with one line on stdout.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlft.commands.ablate import stage_of
 from rlft.core.errors import UserError, one_line, run_cli
 from rlft.core.recipe import load_recipe_file, recipe_sources
 from rlft.core.runtime import discard_deferred_warnings
@@ -120,8 +122,6 @@ def before_the_model(runner: Any, args: Any, problems: list[str]) -> str | None:
 
 def stage_for(recipe: str, given: str | None) -> str:
     """``--stage``, else the stage the recipe's opening line names, else GRPO for a recipe with GRPO's keys."""
-    from rlft.commands.ablate import stage_of
-
     if given:
         return given
     try:
@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not entry.is_stage:
         raise UserError(f"rlft check takes a training stage's recipe; {entry.name} is a command")
     runner, problems = entry.stage(), []
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # stderr holds the problems, one line each
     try:
         args = read(runner, recipe_sources(argv), problems)
         summary = before_the_model(runner, args, problems) if args is not None else None

@@ -18,8 +18,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse
 
 from rlft.core.errors import UserError
 
@@ -72,9 +74,6 @@ def _push(given: dict[str, Any]) -> str | None:
                 "publish the finished run with rlft push")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return "push_to_hub: HF_HUB_OFFLINE is set; drop it and publish the finished run later with rlft push"
-    import socket
-    from urllib.parse import urlparse
-
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=HUB_TIMEOUT).close()

@@ -128,8 +128,8 @@ def model_card(run_dir: str | Path, manifest: dict[str, Any], merged: bool = Fal
              f"recipes/eval_math.yaml --models base {run_dir}`."), ""]
     system = _recipe(run_dir).get("system_prompt")
     if system:  # the model learned to answer after this turn: users should open with it too
-        card += ["## System prompt", "", "Every training and evaluation prompt opened with this system turn; give "
-                 "the model the same:", "", "```", str(system), "```", ""]
+        card += ["## System prompt", "", ("Every training and evaluation prompt opened with this system turn; give "
+                                          "the model the same:"), "", "```", str(system), "```", ""]
     card += ["## Use", "", "```bash", f"rlft chat {run_dir}", f"rlft generate {run_dir} --prompt \"...\"",
              f"rlft merge {run_dir} --out merged   # a plain transformers/vLLM model", "```", ""]
     versions = manifest.get("versions") or {}
