@@ -73,7 +73,6 @@ NO_EQUIVALENT: dict[str, str] = {
     "dataset_streaming": "rlft reads a dataset whole (its splits are cut and checked before training); drop it",
     "gradient_checkpointing_use_reentrant": "use gradient_checkpointing_kwargs: {use_reentrant: ...}",
     "ignore_bias_buffers": "rlft trains through TRL's trainers, which handle bias buffers; drop it",
-    "num_completions_to_print": "log_completions writes every sampled completion to the run's log",
     "hub_model_revision": _HUB, "push_to_hub_revision": _HUB, "overwrite_hub_revision": _HUB,
     "wandb_entity": _WANDB, "wandb_project": _WANDB, "wandb_run_group": _WANDB,
     "wandb_log_unique_prompts": "log_completions writes every prompt and completion to the run's log",
