@@ -100,8 +100,8 @@ def measure(name: str, argv: list[str], scratch: Path) -> dict:
 def replan() -> int:
     """The committed cells with their plans recomputed by the current :func:`estimate` (measurements kept)."""
     sys.path.insert(0, str(ROOT))
-    from rlft.stage.memory_plan import ModelShape, Workload, estimate
     from rlft.core.models import bundled_model_dir
+    from rlft.stage.memory_plan import ModelShape, Workload, estimate
 
     shape = ModelShape.of_model_dir(bundled_model_dir())
     result = json.loads((ROOT / "bench/results/memory.json").read_text())
