@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -89,3 +90,31 @@ def test_keys_of_the_other_vllm_path_are_named_by_the_machine(tmp_path, monkeypa
     args = stage_args("grpo", "--engine", "vllm", "--vllm_sync", "adapter", "--vllm_dtype", "float32",
                       tmp_path=tmp_path)
     assert check_settings("grpo", args) == []  # rlft's own engine on CUDA reads vllm_dtype
+
+
+@pytest.mark.parametrize(("stage", "value", "valid"), [
+    ("grpo", "dapoo", "'grpo', 'dr_grpo', 'dapo'"),
+    ("dpo", "[sigmoid, hing]", "a list, each one of 'sigmoid', 'hinge'"),
+    ("sft", "nlll", "one of 'nll', 'dft', 'chunked_nll'"),
+])
+def test_a_misspelled_loss_type_is_one_line_listing_the_valid_ones_before_anything_loads(stage, value, valid,
+                                                                                          tmp_path):
+    out = tmp_path / "run"
+    proc = run_cmd([".venv/bin/rlft", stage, STAGES[stage], "--loss_type", value, "--output_dir", str(out)])
+    [line] = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "recipe key 'loss_type'" in line and valid in line, line
+    assert not out.exists()
+
+
+def test_the_loss_types_rlft_accepts_are_the_ones_trl_documents():
+    from trl import DPOConfig, GRPOConfig, SFTConfig
+
+    from rlft.stage.parsing import CHOICES
+
+    for stage, config in (("grpo", GRPOConfig), ("dpo", DPOConfig), ("sft", SFTConfig)):
+        field = {f.name: f for f in fields(config)}["loss_type"]
+        documented = str(field.metadata.get("help", "")) + str(field.metadata.get("choices", ""))
+        for value in CHOICES[stage]["loss_type"]:
+            assert f"'{value}'" in documented, (stage, value)
+        named = set(re.findall(r"'([a-z_]+)'", documented)) - set(CHOICES[stage]["loss_type"])
+        assert not named - {"sequence", "token"}, (stage, named)  # importance_sampling_level, named in the help

@@ -145,6 +145,8 @@ def _describe(tp: Any) -> str:
         return "one of " + ", ".join(repr(m.value) for m in tp)
     if tp is type(None):
         return "null"
+    if origin is list and typing.get_args(tp) and typing.get_origin(typing.get_args(tp)[0]) is Literal:
+        return "a list, each " + _describe(typing.get_args(tp)[0])  # DPO's loss_type: each item one of ...
     return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
 
 

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from types import SimpleNamespace
@@ -51,6 +52,16 @@ STAGE_DEFAULTS = {"report_to": ["tensorboard"]}
 #: transformers' default micro-batch (the optimizer step stays 8 x gradient_accumulation_steps examples) and
 #: no checkpointing (tried first: recomputing the forward pass costs a fifth of a step or more).
 AUTO_STARTS = {"per_device_train_batch_size": 8, "gradient_checkpointing": False}
+
+#: Values TRL 1.16 takes for keys it types as plain strings (from each field's help; tests/test_settings.py holds
+#: them to TRL's text): checked at the parse, so a misspelling is one line before anything loads, not a
+#: ValueError at the first loss step after the model and the engine have loaded.
+CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
+    "grpo": {"loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")},
+    "dpo": {"loss_type": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+                          "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")},
+    "sft": {"loss_type": ("nll", "dft", "chunked_nll")},
+}
 
 
 def parse_stage(stage: Any, argv: Sequence[str] | None) -> tuple[list[Any], dict[str, Any]]:
@@ -104,6 +115,8 @@ def read_sources(stage: Any, sources: Sequence[tuple[str, dict[str, Any]]], warn
     table = key_table.table_for(stage)
     types = key_table.types_of(table)
     types.update({key: types[key] | Literal["auto"] for key in AUTO_STARTS if key in types})
+    for key, values in CHOICES.get(stage.name, {}).items():  # DPO's loss_type is a list of them
+        types[key] = list[Literal[values]] if typing.get_origin(types[key]) is list else Literal[values]
     resolved = coerce_recipe(sources, types, table["renamed"], warn=warn)
     check_values(stage.name, resolved, table["defaults"])
     return resolved
