@@ -253,6 +253,11 @@ def test_sft_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
 
     again = run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(killed)])
     assert again.returncode == 2 and "--resume" in again.stderr, "a killed run is protected too"
+    changed = run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(killed), "--resume",
+                       "--learning_rate", "0.5", "--logging_steps", "3"])
+    [line] = changed.stderr.strip().splitlines()
+    assert changed.returncode == 2 and line.startswith("error: --resume with a changed recipe: learning_rate ("), line
+    assert "logging_steps" not in line  # what a run logs may change
     resumed = run_cmd([sys.executable, "-m", "rlft.sft", *common, "--output_dir", str(killed), "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert steps_logged(killed) == list(range(1, 9)), "each step logged exactly once"

@@ -30,12 +30,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rlft.core.console import claim_run_log, open_run_log
-from rlft.core.errors import RunStopped
+from rlft.core.errors import RunStopped, UserError
 from rlft.core.files import write_atomic
 from rlft.core.loading import LoadOptions
 from rlft.core.manifest import write_run_files
 from rlft.core.models import base_model_id
+from rlft.core.recipe import load_recipe_file, to_yaml
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir, complete_checkpoints
 from rlft.core.runtime import is_main_process, log_deferred_warnings
 from rlft.core.tool_setup import ToolSetup
@@ -67,6 +70,8 @@ class StageRun:
     def check(self, output_dir: str) -> None:
         """Refuse an occupied ``output_dir`` (before anything loads); find the checkpoint to resume."""
         self.resume_from = check_output_dir(output_dir, self.run, refuse=is_main_process())
+        if self.resume_from:
+            check_same_recipe(output_dir, self.recipe)
         if is_main_process():
             open_run_log(output_dir, resume=bool(self.resume_from))
         log_deferred_warnings()
@@ -143,6 +148,37 @@ class StageRun:
     def _last_checkpoint(self) -> str:
         found = complete_checkpoints(self.trainer.args.output_dir)
         return str(found[-1]) if found else "no checkpoint"
+
+#: Keys a resumed run may change: where it writes and what it logs, not what it trains.
+RESUMABLE_CHANGES = frozenset(["output_dir", "logging_steps", "logging_first_step", "logging_strategy", "logging_dir", "report_to", "log_level", "log_level_replica", "log_completions", "num_completions_to_print", "disable_tqdm", "run_name", "memory_check", "dataloader_num_workers"])
+
+
+def check_same_recipe(output_dir: str, recipe: dict[str, Any]) -> None:
+    """Refuse, in one line naming the keys, a ``--resume`` whose recipe differs from the one the run started with
+    (its ``recipe.yaml``) in anything but :data:`RESUMABLE_CHANGES`: the checkpoint's optimizer, schedule and
+    data order belong to that recipe.
+
+    Example:
+        >>> import tempfile
+        >>> run = tempfile.mkdtemp()
+        >>> _ = open(f"{run}/recipe.yaml", "w").write("max_steps: 10\\nlearning_rate: 0.001\\n")
+        >>> check_same_recipe(run, {"max_steps": 20, "learning_rate": 0.001, "logging_steps": 5})
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: --resume with a changed recipe: max_steps (10 when the run started, now 20); resume with the recipe it started with, or start a new run (--overwrite, or another output_dir)
+    """
+    path = Path(output_dir) / "recipe.yaml"
+    if not path.is_file():  # a run killed before it claimed the directory: nothing recorded to compare
+        return
+    before = load_recipe_file(path) or {}
+    now = yaml.safe_load(to_yaml(recipe)) or {}  # through the same dump and load as the recorded one
+    changed = [key for key in sorted((set(before) | set(now)) - RESUMABLE_CHANGES) if before.get(key) != now.get(key)]
+    if changed:
+        words = ", ".join(f"{key} ({before.get(key, 'unset')} when the run started, now {now.get(key, 'unset')})"
+                          for key in changed)
+        raise UserError(f"--resume with a changed recipe: {words}; resume with the recipe it started with, or "
+                        "start a new run (--overwrite, or another output_dir)")
+
 
 def launch_info(accelerator: Any) -> dict[str, Any]:
     """How the run was launched: distributed type, process count, DeepSpeed ZeRO stage."""
