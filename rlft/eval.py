@@ -42,10 +42,22 @@ from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
 
 
+#: Keys rlft eval's argument groups share with the training stages but that it never reads.
+NOT_READ = {
+    "eval_before_after": "rlft eval always compares the models it is given",
+    "sft_target_column": "rlft eval scores the models' answers with the recipe's rewards; SFT targets are not read",
+    "num_train_samples": "rlft eval reads the test split only (num_test_samples, eval_samples)",
+}
+
+
 def parse(argv: Sequence[str] | None):
     argv = gather_list(sys.argv[1:] if argv is None else argv, "--models")
-    return parse_recipe([DataArguments, EvalArguments, RewardArguments, ToolArguments, EvalRunArguments], argv,
-                        prog="rlft eval")
+    parts, recipe = parse_recipe([DataArguments, EvalArguments, RewardArguments, ToolArguments, EvalRunArguments],
+                                 argv, prog="rlft eval")
+    for key, why in NOT_READ.items():
+        if key in recipe:
+            raise UserError(f"{key}: not used by rlft eval: {why}; drop it")
+    return parts, recipe
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

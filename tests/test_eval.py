@@ -233,3 +233,14 @@ def test_bf16_evaluation_must_be_asked_for_as_not_reproducible():
         EvalRunArguments(vllm_dtype="bfloat16")
     assert eval_dtype(EvalRunArguments(vllm_dtype="bfloat16", reproducible=False)) == "bfloat16"
     assert eval_dtype(EvalRunArguments()) == "float32"
+
+
+@pytest.mark.parametrize("key", ["eval_before_after", "sft_target_column", "num_train_samples"])
+def test_keys_rlft_eval_would_not_read_are_refused_in_one_line(key, tmp_path):
+    from tests.conftest import run_cmd
+
+    value = {"eval_before_after": "false", "sft_target_column": "answer", "num_train_samples": "5"}[key]
+    run = run_cmd([".venv/bin/rlft", "eval", "recipes/eval_math.yaml", f"--{key}", value, "--models", "base",
+                   "--output_dir", str(tmp_path / "e")])
+    [line] = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and line.startswith(f"error: {key}: not used by rlft eval: "), line

@@ -118,3 +118,12 @@ def test_the_loss_types_rlft_accepts_are_the_ones_trl_documents():
             assert f"'{value}'" in documented, (stage, value)
         named = set(re.findall(r"'([a-z_]+)'", documented)) - set(CHOICES[stage]["loss_type"])
         assert not named - {"sequence", "token"}, (stage, named)  # importance_sampling_level, named in the help
+
+
+def test_data_keys_for_the_other_kind_of_data_are_named():
+    args = stage_args("grpo", "--dataset_name", "my.jsonl", tmp_path=Path("/tmp/unused"))  # math.yaml: a task
+    assert "task_kwargs (only with task: data)" in check_settings("grpo", args)
+    args = stage_args("sft", "--test_size", "0.2", "--prompt_column", "question", tmp_path=Path("/tmp/unused"))
+    idle = check_settings("sft", args)
+    assert [i.split(" (")[0] for i in idle] == ["test_size", "prompt_column"], idle
+    assert idle[0].endswith("(only with file or hub data (a task: generator makes its own splits and prompts))")

@@ -121,11 +121,23 @@ MODEL = {
              only_with("load_in_4bit: true", _four_bit)),
 }
 
-RLFT = _names("""dataset_name dataset_config dataset_train_split dataset_test_split test_size num_train_samples
-                 num_test_samples task_kwargs prompt_column prompt_instruction eval_before_after eval_samples
-                 eval_max_new_tokens eval_batch_size eval_steps keep_best final_model
-                 early_stopping_patience reward_funcs reward_kwargs resume overwrite verbose memory_check
-                 system_prompt""", USED)
+def _task(args: Any) -> bool:
+    return str(args.data.dataset_name).startswith("task:")
+
+
+def _files(args: Any) -> bool:
+    return not _task(args)
+
+
+RLFT = {
+    **_names("""dataset_name num_train_samples num_test_samples eval_before_after eval_samples eval_max_new_tokens
+                eval_batch_size eval_steps keep_best final_model early_stopping_patience reward_funcs reward_kwargs
+                resume overwrite verbose memory_check system_prompt""", USED),
+    # a task generates its own train and test rows, already as prompts; files and hub datasets are read
+    "task_kwargs": only_with("task: data", _task),
+    **_names("dataset_config dataset_train_split dataset_test_split test_size prompt_column prompt_instruction",
+             only_with("file or hub data (a task: generator makes its own splits and prompts)", _files)),
+}
 
 MODEL_LOADED_BY_RLFT = refused("rlft loads the model itself: use model_name_or_path, dtype, attn_implementation, "
                                "model_revision, load_in_4bit")
