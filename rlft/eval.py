@@ -41,7 +41,6 @@ from rlft.stage.input_checks import check_scoring
 from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
 
-
 #: Keys rlft eval's argument groups share with the training stages but that it never reads.
 NOT_READ = {
     "eval_before_after": "rlft eval always compares the models it is given",
