@@ -81,3 +81,14 @@ def test_grpo_under_deepspeed(launcher, expected, engine, tmp_path):
     assert [e["step"] for e in log if "loss" in e] == [1, 2]
     rollout = json.loads((out / "rlft_manifest.json").read_text())["results"]["rollout"]
     assert rollout["engine"] == ("vllm" if engine else "hf") and "fallback_from" not in rollout
+
+
+def test_the_closing_check_under_zero3_across_processes_is_refused_before_anything_loads(monkeypatch, tmp_path):
+    from rlft import sft
+    from rlft.core.errors import UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(UserError, match="eval_before_after: ZeRO-3 splits the model across the 2 processes"):
+        sft.main(["recipes/sft.yaml", "--output_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o" / "rlft_manifest.json").exists()

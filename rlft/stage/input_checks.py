@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rewards import RewardInputError, contract
@@ -143,6 +144,20 @@ def check_scoring(test: Any, reward_funcs: list, samples: int, has_environment: 
             raise UserError(f"reward {name!r} cannot score any of the first {len(rows)} test rows (it returned "
                             "None, cannot verify, for each): the before/after table would be empty; check the "
                             "column it reads its gold from")
+
+
+def check_closing_launch(eval_before_after: bool) -> None:
+    """The closing before/after check runs in the main process with the model whole: refused, in one line, under
+    ZeRO-3 across several processes, where each holds a shard of it.
+
+    Example:
+        >>> check_closing_launch(True)  # one process here: nothing to refuse
+    """
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if eval_before_after and processes > 1 and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        raise UserError(f"eval_before_after: ZeRO-3 splits the model across the {processes} processes and the "
+                        "closing check needs it whole in one; set eval_before_after: false and compare afterwards "
+                        "with rlft eval RECIPE --models base RUN_DIR")
 
 
 def check_lora_targets(model: Any, model_args: Any) -> None:

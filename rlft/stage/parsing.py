@@ -39,7 +39,7 @@ from rlft.core.errors import UserError
 from rlft.core.recipe import coerce_recipe, help_text, instances_from, recipe_sources
 from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
 from rlft.stage import key_table
-from rlft.stage.input_checks import check_counts, check_eval_settings
+from rlft.stage.input_checks import check_closing_launch, check_counts, check_eval_settings
 from rlft.stage.machine_checks import refuse_machine
 from rlft.stage.registry import rules_for
 
@@ -136,6 +136,7 @@ def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any])
     check_counts(SimpleNamespace(**given))
     check_eval_settings(SimpleNamespace(**given))
     refuse_machine(resolved)  # what this machine lacks (an attention kernel, an integration, the Hub)
+    check_closing_launch(bool(given.get("eval_before_after", True)))
     for name in resolved.get("reward_funcs") or []:
         if ":" not in name and name not in rewards.REWARDS:  # dotted paths are imported with the rewards
             try:

@@ -125,13 +125,16 @@ class StageRun:
 
     def conclude(self, tokenizer: Any, test: Any, eval_args: Any, results: dict[str, Any],
                  reward_funcs: list, tools: ToolSetup | None = None) -> dict[str, Any]:
-        """The greedy before/after check (when enabled, in a single-process run), then :meth:`finish`.
+        """The greedy before/after check (when enabled), then :meth:`finish`.
 
         Call on the main process after the model is saved; the manifest's
-        ``results["table"]`` holds the check's table when it ran.
+        ``results["table"]`` holds the check's table when it ran. With several
+        processes the main one runs it alone on its whole copy of the model
+        (DDP, ZeRO-2; ZeRO-3, which splits the model, is refused at the start:
+        :func:`rlft.stage.input_checks.check_closing_launch`).
         """
         trainer = self.trainer
-        if eval_args.eval_before_after and trainer.accelerator.num_processes == 1:
+        if eval_args.eval_before_after:
             results = {**results, **evaluate_stage(trainer.model, tokenizer, test, eval_args, self.model_args,
                                                    trainer.args.output_dir, reward_funcs, tools=tools)}
         return self.finish(results)
