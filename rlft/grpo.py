@@ -75,6 +75,9 @@ class GRPO(TrainingStage):
     def check_data(self, args, splits) -> None:
         """Prompts present; the tools loaded; every reward tried on the first row. All before the model loads."""
         require_columns(splits["train"], ["prompt"], "the GRPO stage")
+        if args.train.sync_ref_model and (args.model.use_peft or not args.train.beta):  # TRL raises after loading
+            raise UserError("sync_ref_model: the reference model is a frozen copy only with full fine-tuning and "
+                            "beta > 0 (with LoRA it is the adapter disabled; with beta 0 there is none); drop it")
         first = dict(splits["train"][0])
         reward_args = args.get(RewardArguments)
         self.tools = tool_setup(args.get(ToolArguments), first, reward_args.reward_funcs)

@@ -36,6 +36,9 @@ def test_every_field_of_every_stage_has_a_rule(stage, tmp_path):
 
 @pytest.mark.parametrize(("stage", "flags", "named"), [
     ("grpo", ["--vllm_mode", "server"], "vllm_mode"),
+    ("grpo", ["--data_seed", "3"], "data_seed: not used by rlft grpo: GRPO's prompts are ordered by TRL's"),
+    ("grpo", ["--log_multimodal", "false"], "log_multimodal"),
+    ("grpo", ["--sync_ref_model", "true"], "sync_ref_model: the reference model is a frozen copy only with full"),
     ("sft", ["--eval_strategy", "steps"], "eval_strategy"),
     ("dpo", ["--sft_target_column", "answer"], "sft_target_column"),
     ("orpo", ["--model_init_kwargs", "{\"device_map\": \"auto\"}"], "model_init_kwargs"),
@@ -118,6 +121,11 @@ def test_the_loss_types_rlft_accepts_are_the_ones_trl_documents():
             assert f"'{value}'" in documented, (stage, value)
         named = set(re.findall(r"'([a-z_]+)'", documented)) - set(CHOICES[stage]["loss_type"])
         assert not named - {"sequence", "token"}, (stage, named)  # importance_sampling_level, named in the help
+
+
+def test_a_moving_reference_is_named_idle_without_sync_ref_model():
+    args = stage_args("grpo", "--ref_model_mixup_alpha", "0.5", tmp_path=Path("/tmp/unused"))
+    assert "ref_model_mixup_alpha (only with sync_ref_model: true)" in check_settings("grpo", args)
 
 
 def test_data_keys_for_the_other_kind_of_data_are_named():

@@ -165,6 +165,10 @@ def _tools(args: Any) -> bool:
                None)) for p in args.parts)
 
 
+def _sync_ref(args: Any) -> bool:
+    return bool(getattr(args.train, "sync_ref_model", False))
+
+
 def _own_engine(args: Any) -> bool:
     return _vllm(args) and not _colocate(args)
 
@@ -173,13 +177,20 @@ RLFT_SETS = "rlft sets it: engine: vllm is TRL's colocate mode on CUDA and rlft'
 GRPO_KEYS = {
     **_names("""beta cast_lm_head_to_fp32 chat_template_kwargs delta disable_dropout entropy_coef entropy_coef_delta
                 entropy_coef_max entropy_coef_min entropy_target epsilon epsilon_high generation_batch_size
-                importance_sampling_level log_completions log_completions_hub_repo log_multimodal log_unique_prompts
+                importance_sampling_level log_completions log_completions_hub_repo log_unique_prompts
                 loss_type mask_truncated_completions max_completion_length multi_objective_aggregation
                 num_completions_to_print num_generations num_iterations off_policy_mask_threshold pad_to_multiple_of
-                ref_model_mixup_alpha ref_model_sync_steps reward_weights router_aux_loss_coef sapo_temperature_neg
+                reward_weights router_aux_loss_coef sapo_temperature_neg
                 sapo_temperature_pos scale_rewards shuffle_dataset steps_per_generation sync_ref_model temperature
                 top_entropy_quantile top_k top_p repetition_penalty use_adaptive_entropy use_bias_correction_kl
                 vespo_k_neg vespo_k_pos vespo_lambda_neg vespo_lambda_pos min_p generation_kwargs""", USED),
+    # TRL's RepeatSampler orders GRPO's prompts (each num_generations times), shuffled with seed
+    **_names("data_seed train_sampling_strategy length_column_name",
+             refused("GRPO's prompts are ordered by TRL's RepeatSampler, shuffled with seed (shuffle_dataset turns "
+                     "that off); drop it")),
+    "log_multimodal": refused("rlft trains on text prompts: there are no images to log"),
+    # a reference model that moves (TD-MPO style) needs one to move: sync_ref_model is checked in GRPO.check_data
+    **_names("ref_model_mixup_alpha ref_model_sync_steps", only_with("sync_ref_model: true", _sync_ref)),
     # TRL's transformers generation reads these; rlft's vLLM engine does not
     **_names("""cache_implementation use_transformers_paged use_transformers_continuous_batching
                 transformers_continuous_batching_config ds3_gather_for_generation""",
