@@ -325,3 +325,21 @@ def test_pipeline_runs_chains_evaluates_and_skips_finished_stages_on_rerun(tmp_p
     assert again.returncode == 0, again.stderr[-3000:]
     stages = json.loads((out / "pipeline.json").read_text())["stages"]
     assert stages["sft"] == {"seconds": None, "skipped": True} and stages["dpo"]["skipped"]
+
+
+@pytest.mark.parametrize("flags", [["--load_in_8bit", "true"], ["--lora_r", "8"], ["--use_peft", "true"]])
+def test_pairs_refuses_training_keys_it_would_ignore(flags, tmp_path):
+    from tests.conftest import run_cmd
+
+    run = run_cmd([".venv/bin/rlft", "pairs", "recipes/pairs.yaml", *flags, "--output_dir", str(tmp_path / "p")])
+    [line] = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and line.startswith(f"error: {flags[0][2:]}: not used by rlft pairs"), line
+
+
+def test_pairs_loads_the_policy_with_the_recipes_revision_and_attention():
+    from rlft.commands.pairs import load_options
+    from rlft.core.arguments import ModelArguments
+
+    options = load_options(ModelArguments(model_revision="v2", attn_implementation="eager"),
+                           {"model_revision": "v2", "attn_implementation": "eager"})
+    assert (options.revision, options.attn_implementation, options.quantization) == ("v2", "eager", {})

@@ -40,12 +40,14 @@ from rlft.core.accelerator import generation_device
 from rlft.core.arguments import DataArguments, ModelArguments, RewardArguments
 from rlft.core.errors import UserError, run_cli
 from rlft.core.files import write_atomic
+from rlft.core.loading import LoadOptions
 from rlft.core.manifest import write_run_files
 from rlft.core.recipe import parse_recipe
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir
 from rlft.core.runtime import log_deferred_warnings, setup_logging
 from rlft.evaluation.generation import CompletionEngine
 from rlft.stage import input_checks
+from rlft.stage.machine_checks import refuse_machine
 
 logger = logging.getLogger("rlft.commands.pairs")
 
@@ -131,10 +133,34 @@ def parse(argv: Sequence[str] | None):
     return parse_recipe(types, argv, prog="rlft pairs")
 
 
+#: Model keys of training (an adapter, a quantized base to train it on): pairs sample from the model as it is.
+TRAINING_KEYS = ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_parameters",
+                 "lora_modules_to_save", "lora_task_type", "use_rslora", "use_dora", "load_in_8bit", "load_in_4bit",
+                 "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage")
+
+
+def load_options(model_args: Any, recipe: dict[str, Any]) -> LoadOptions:
+    """How the policy is loaded to sample from: the recipe's revision and attention; training keys refused.
+
+    Example:
+        >>> from rlft.core.arguments import ModelArguments
+        >>> load_options(ModelArguments(attn_implementation="eager"), {}).attn_implementation
+        'eager'
+    """
+    for key in TRAINING_KEYS:
+        if key in recipe:
+            raise UserError(f"{key}: not used by rlft pairs: it samples from the model as it is (give training keys "
+                            "to the stage that trains on the pairs)")
+    refuse_machine(recipe)
+    revision = model_args.model_revision if model_args.model_revision not in (None, "main") else None
+    return LoadOptions(revision=revision, attn_implementation=model_args.attn_implementation)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Build the pairs; returns the manifest written to the output directory."""
     argv = list(sys.argv[1:] if argv is None else argv)
     (data_args, model_args, reward_args, run_args, args), recipe = parse(argv)
+    options = load_options(model_args, recipe)
     recipe_file = argv[0] if argv and not argv[0].startswith("--") else "command line"
 
     setup_logging("info")
@@ -145,9 +171,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = [dict(row) for row in train]
     reward_funcs = reward_args.build()
     input_checks.preflight_rewards(reward_funcs, rows[0])
-    tokenizer = models.load_tokenizer(model_args.model_name_or_path)
+    tokenizer = models.load_tokenizer(model_args.model_name_or_path, options=options)
     input_checks.require_chat_template(tokenizer, train, model_args.model_name_or_path)
-    policy = models.load_model(model_args.model_name_or_path, model_args.dtype, device=generation_device())
+    policy = models.load_model(model_args.model_name_or_path, model_args.dtype, options=options,
+                               device=generation_device())
 
     k = args.samples_per_prompt
     gen = CompletionEngine(args.engine, models.resolve_model(model_args.model_name_or_path).base, tokenizer,
