@@ -19,12 +19,14 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rlft.core import models
 from rlft.core.accelerator import RLFT_ENGINE, TRL_COLOCATE, Launch, rollout_backend
 from rlft.core.arguments import RewardArguments, RewardFailureArguments
 from rlft.core.data import require_columns
 from rlft.core.errors import UserError, run_cli
+from rlft.core.loading import LoadOptions
 from rlft.core.runtime import defer_warning
 from rlft.rollout import engine as rollout_engine
 from rlft.rollout.colocate import ColocateEngine, colocate_settings, with_engine_start
@@ -150,10 +152,19 @@ class GRPO(TrainingStage):
             length_buckets=args.get(LengthBucketArguments).length_buckets,
             tools=(self.tools.functions or None) if self.tools else None,
             tool_stats=self.tools.stats if self.tools else None,
-            environment_factory=self.tools.environment if self.tools else None,
+            environment_factory=self.tools.environment if self.tools else None, reference=self.reference(args),
         ))
         self.engine = trainer.engine
         return trainer
+
+    def reference(self, args) -> Any:
+        """The frozen reference of ``beta > 0`` with full fine-tuning: the starting model, loaded as the policy
+        was (a run directory with its adapters merged); ``None`` where TRL needs none (LoRA: the adapter
+        disabled; ``beta: 0``)."""
+        if not args.train.beta or args.model.use_peft:
+            return None
+        options = LoadOptions.from_args(args.model, args.train)
+        return models.load_model(args.model.model_name_or_path, args.model.dtype, options=options).eval()
 
     def scoring_rewards(self, args) -> list:
         return self.reward_funcs  # the trained-on rewards, already built and checked

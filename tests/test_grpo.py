@@ -316,3 +316,30 @@ def test_reward_problems_fail_before_training(extra, needle, tmp_path):
     with pytest.raises(UserError, match=needle):
         grpo.main(["recipes/math.yaml", "--dataset_name", str(data), "--output_dir", str(tmp_path / "o"), *extra])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_the_reference_of_full_fine_tuning_from_a_run_is_the_starting_model_not_the_raw_base(tmp_path):
+    """beta > 0 without LoRA: TRL would load its reference from config._name_or_path, the raw base."""
+    import torch
+
+    from rlft import sft
+    from rlft.core.models import load_model
+    from rlft.grpo import GRPO
+    from rlft.stage.skeleton import StageArgs
+
+    start = tmp_path / "sft"
+    sft.main(["recipes/sft.yaml", "--model_name_or_path", str(TINY_MODEL), "--max_steps", "2", "--learning_rate",
+              "0.05", "--num_train_samples", "8", "--num_test_samples", "2", "--eval_before_after", "false",
+              "--save_strategy", "no", "--report_to", "none", "--output_dir", str(start)])
+    stage = GRPO()
+    args = stage.settle(StageArgs(*stage.parse([*TINY[:1], "--model_name_or_path", str(start), *TINY[3:],
+                                                "--use_peft", "false", "--beta", "0.04", "--engine", "hf",
+                                                "--output_dir", str(tmp_path / "grpo")])))
+    splits, tokenizer, options = stage.prepare(args)
+    trainer = stage.build_trainer(args, splits, tokenizer, load_model(str(start), args.model.dtype, options=options))
+    reference = dict(trainer.ref_model.named_parameters())
+    merged, raw = dict(load_model(str(start)).named_parameters()), dict(load_model(str(TINY_MODEL)).named_parameters())
+    name = "model.layers.0.self_attn.q_proj.weight"  # LoRA trained it: merged differs from raw
+    assert not torch.equal(merged[name], raw[name])
+    assert all(torch.equal(reference[k].to(merged[k].dtype), merged[k]) for k in merged)

@@ -15,11 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from trl import GRPOTrainer
@@ -81,6 +82,30 @@ def _text_call(call: Any) -> dict[str, Any]:
     return {"type": "function", "function": {"name": str(function.get("name")), "arguments": json.dumps(arguments)}}
 
 
+@contextlib.contextmanager
+def reference_model(reference: Any) -> Iterator[None]:
+    """While TRL's GRPOTrainer is built, its reference (``beta > 0``, full fine-tuning) is ``reference``.
+
+    TRL's GRPOTrainer takes no reference model: it loads one from the policy's
+    ``config._name_or_path``, which after rlft merged a starting run's
+    adapters names the raw base, not the model training starts from (DPOTrainer
+    takes ``ref_model``; GRPOTrainer has no such argument). So for the length
+    of its ``__init__`` TRL's loader hands back ``reference`` instead; the rest
+    of TRL's setup (dropout off, DeepSpeed preparation) applies to it as usual.
+    """
+    if reference is None:
+        yield
+        return
+    import trl.trainer.grpo_trainer as trl_grpo
+
+    load = trl_grpo.create_model_from_path
+    trl_grpo.create_model_from_path = lambda *args, **kwargs: reference
+    try:
+        yield
+    finally:
+        trl_grpo.create_model_from_path = load
+
+
 class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSampling, GRPOTrainer):
     """``GRPOTrainer`` with rlft's rollout engine wired in and reward counters in its logs.
 
@@ -108,11 +133,12 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
 
     def __init__(self, *args: Any, engine: Any = None, wrap_vllm: Callable[[Any], Any] | None = None,
                  skip_zero_advantage: bool = False, length_buckets: bool | None = False,
-                 tool_stats: Any = None, **kwargs: Any) -> None:
+                 tool_stats: Any = None, reference: Any = None, **kwargs: Any) -> None:
         refuse_in_worker_bootstrap("a trainer")
         if engine is not None and not (kwargs.get("tools") or kwargs.get("environment_factory")):
             kwargs["rollout_func"] = engine.rollout_func  # with tools TRL's own loop calls engine.generate per turn
-        super().__init__(*args, **kwargs)
+        with reference_model(reference):
+            super().__init__(*args, **kwargs)
         if engine is None and self.use_vllm and wrap_vllm is not None:
             # TRL's colocated vLLM (CUDA): TRL keeps generating and syncing through ``vllm_generation``;
             # the wrapper adds rlft's sync check and greedy evaluation (rlft.rollout.colocate)
