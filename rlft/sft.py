@@ -28,14 +28,16 @@ the output directory holds the adapter, the tokenizer, ``recipe.yaml`` and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trl
 
 from rlft.core import data, models
-from rlft.core.errors import run_cli
+from rlft.core.errors import UserError, run_cli
 from rlft.stage.skeleton import TrainingStage
 from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
@@ -60,6 +62,17 @@ class SFT(TrainingStage):
     def check_data(self, args, splits) -> None:
         """The recipe's tools imported and checked before the model loads (an environment is refused earlier)."""
         self.tools = tool_setup(args.get(ToolArguments), dict(splits["train"][0]))
+        path = args.train.chat_template_path
+        if path and not is_template_file(path) and "messages" in splits["train"].column_names:
+            raise UserError(f"chat_template_path: {path} is not a .jinja file; with messages rows give the template "
+                            "as a .jinja file (a template cloned from a model adds tokens after rlft has tokenized "
+                            "the rows)")
+
+    def prepare_tokenizer(self, args, tokenizer) -> None:
+        """With tools, a template that renders them; then the recipe's ``eos_token`` and template file
+        (:func:`template_first`)."""
+        super().prepare_tokenizer(args, tokenizer)
+        template_first(args.train, tokenizer)
 
     def build_trainer(self, args, splits, tokenizer, model):
         """TRL ``SFTTrainer``: loss on completions, or on the assistant turns of ``messages`` rows."""
@@ -76,6 +89,27 @@ class SFT(TrainingStage):
         if not self.tools:
             return {}
         return {"tools": {"tools": self.tools.names, "counts": self.tools.stats.snapshot()}}
+
+
+def is_template_file(path: str) -> bool:
+    return os.path.isfile(path) and path.endswith((".jinja", ".j2"))  # TRL reads such a file as the template
+
+
+def template_first(cfg, tokenizer) -> None:
+    """``eos_token`` and a ``chat_template_path`` file applied to ``tokenizer`` before any row is tokenized.
+
+    TRL's SFTTrainer applies them when it is built, after rlft has tokenized
+    ``messages`` rows for its own masking (templates without generation
+    markers): training would see the old template and the saved tokenizer the
+    new one. TRL applies them again, to the same effect. A template cloned
+    from another model (a hub id) also adds tokens and resizes the model, which
+    only TRL's own pass does right (refused with ``messages`` rows:
+    :meth:`SFT.check_data`).
+    """
+    if cfg.chat_template_path and is_template_file(cfg.chat_template_path):
+        tokenizer.chat_template = Path(cfg.chat_template_path).read_text(encoding="utf-8")
+    if cfg.eos_token:
+        tokenizer.eos_token = cfg.eos_token
 
 
 def sft_rows(args, train, tokenizer, tools=()):

@@ -275,3 +275,46 @@ def test_sft_with_tools_answers_through_the_tool_loop_and_rlft_eval_does_too(bun
     assert "with tools: base called one in" in results["table"]
     line = json.loads((tmp_path / "eval" / "samples.jsonl").read_text().splitlines()[0])
     assert line["outputs"][str(out)]["transcript"][0]["role"] == "assistant"
+
+
+TEMPLATE = ("{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}### assistant:{% endif %}")
+
+
+@pytest.mark.slow
+def test_a_template_file_renders_the_rows_training_sees_and_the_tokenizer_it_saves(tmp_path):
+    """messages rows with a template without generation markers: rlft tokenizes them itself, after TRL's
+    chat_template_path has been applied (it was applied only once TRL built the trainer)."""
+    from rlft.core.models import load_model
+    from rlft.stage.skeleton import StageArgs
+    from tests.helpers import tiny_model_dir
+
+    template = tmp_path / "plain.jinja"
+    template.write_text(TEMPLATE)
+    rows = tmp_path / "chats.jsonl"
+    rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{i} + 1?"},
+                                                     {"role": "assistant", "content": str(i + 1)}]}) + "\n"
+                            for i in range(12)))
+    stage = sft.SFT()
+    args = stage.settle(StageArgs(*stage.parse(["recipes/sft.yaml", "--model_name_or_path", str(tiny_model_dir()),
+                                                "--dataset_name", str(rows), "--chat_template_path", str(template),
+                                                "--output_dir", str(tmp_path / "o")])))
+    splits, tokenizer, options = stage.prepare(args)
+    trainer = stage.build_trainer(args, splits, tokenizer, load_model(str(tiny_model_dir()), options=options))
+    first = trainer.train_dataset[0]
+    text = tokenizer.decode(first["input_ids"])
+    assert text.startswith("### user: ") and "### assistant: " in text, text
+    assert trainer.processing_class.chat_template == TEMPLATE
+    answer = [t for t, label in zip(first["input_ids"], first["labels"]) if label != -100]
+    assert answer and len(answer) < len(first["input_ids"])  # the loss on the answer only
+    assert tokenizer.decode(answer).strip().isdigit(), tokenizer.decode(answer)  # the assistant turn: a number
+
+
+def test_a_template_cloned_from_a_model_with_messages_rows_is_refused_before_loading(tmp_path):
+    rows = tmp_path / "chats.jsonl"
+    rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                     {"role": "assistant", "content": "yo"}]}) + "\n"
+                            for _ in range(4)))
+    with pytest.raises(Exception, match="chat_template_path: Qwen/Qwen3-0.6B is not a .jinja file"):
+        sft.main(["recipes/sft.yaml", "--dataset_name", str(rows), "--chat_template_path", "Qwen/Qwen3-0.6B",
+                  "--output_dir", str(tmp_path / "o")])
