@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import subprocess
 import sys
@@ -111,6 +112,9 @@ def hub(monkeypatch):
         files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
         calls["files"] = [f for f in files if any(fnmatch.fnmatch(f, pat) for pat in allow_patterns)]
         calls["card"] = (root / "README.md").read_text()
+        calls["folder"] = root  # what would have gone up, while the push's scratch folder lasts
+        if (root / "adapter_config.json").is_file():
+            calls["adapter_config"] = json.loads((root / "adapter_config.json").read_text())
         return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/1"})()
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)

@@ -60,14 +60,32 @@ def finished_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def chained(run_dir: Path, manifest: dict[str, Any]) -> str | None:
+    """The earlier run an adapter was trained on (merged into its base), or ``None`` for a first stage."""
+    from rlft.stage.model_card import chain_of
+
+    steps = chain_of(run_dir, manifest)
+    return steps[-2][1] if len(steps) > 2 and (run_dir / "adapter_config.json").is_file() else None
+
+
 def staged_folder(run_dir: Path, manifest: dict[str, Any], merged: bool, scratch: Path) -> Path:
-    """The folder to upload: the run itself, or its merged model with the run's card and record beside it."""
+    """The folder to upload: the adapter with its base named by its Hub id, or the merged model, with the run's
+    card and record beside it.
+
+    What loads from the Hub must be the model rlft evaluated. An adapter
+    trained on an earlier run (SFT, then DPO on it) only means that model on
+    top of the earlier run's merged weights, which are not on the Hub: it is
+    pushed merged (:func:`chained`). A first-stage adapter goes up as it is,
+    its ``adapter_config.json`` naming the base's Hub id (not the local
+    directory it was trained from); one whose base is not on the Hub is
+    refused unless merged.
+    """
     from rlft.stage.model_card import write_model_card
 
     if not (run_dir / "README.md").is_file():
         write_model_card(run_dir, manifest)
     if not merged:
-        return run_dir
+        return adapter_folder(run_dir, manifest, scratch / "adapter")
 
     out = scratch / "merged"
     merge(str(run_dir), out)
@@ -75,6 +93,23 @@ def staged_folder(run_dir: Path, manifest: dict[str, Any], merged: bool, scratch
         if (run_dir / name).is_file():
             shutil.copy(run_dir / name, out / name)
     write_model_card(run_dir, manifest, target=out, merged=True)
+    return out
+
+
+def adapter_folder(run_dir: Path, manifest: dict[str, Any], out: Path) -> Path:
+    """The run's published files with ``adapter_config.json``'s base set to the Hub id the card names."""
+    from rlft.stage.model_card import chain_of, hub_base
+
+    shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("checkpoint-*", ".partial-*", "runs", "evals"))
+    config = out / "adapter_config.json"
+    if config.is_file():
+        base = chain_of(run_dir, manifest)[0][1]
+        hub_id, _ = hub_base(base)
+        if hub_id is None:
+            raise UserError(f"the adapter's base {base} is not on the Hub, so the adapter alone would not load "
+                            "there; push --merged (the model rlft evaluated, as one plain model)")
+        values = json.loads(config.read_text())
+        config.write_text(json.dumps({**values, "base_model_name_or_path": hub_id}, indent=2) + "\n")
     return out
 
 
@@ -97,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Publish the run; returns the commit URL."""
     run_dir, args = parse(argv)
     manifest = finished_manifest(run_dir)
+    earlier = chained(run_dir, manifest)
+    if earlier and not args.merged:
+        print(f"{run_dir} is an adapter trained on {earlier} (merged): pushing it merged, so the Hub model is the "
+              "one rlft evaluated", file=sys.stderr)
+        args.merged = True
     with tempfile.TemporaryDirectory(prefix="rlft-push-") as scratch:
         url = upload(staged_folder(run_dir, manifest, args.merged, Path(scratch)), args)
     print(f"pushed {run_dir} to {args.repo}: {url}")

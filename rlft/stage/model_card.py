@@ -55,7 +55,7 @@ def _card_license(path: Path) -> str | None:
         return None
 
 
-def _chain(run_dir: Path, manifest: dict[str, Any]) -> list[tuple[str, str]]:
+def chain_of(run_dir: Path, manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """(stage, where) from the bottom base up to this run."""
     steps: list[tuple[str, str]] = [(manifest.get("stage", "?"), str(run_dir))]
     base = manifest.get("base_model", "")
@@ -84,7 +84,7 @@ def _prompt_text(prompt: Any) -> str:
 
 def metadata(run_dir: Path, manifest: dict[str, Any], merged: bool = False) -> Any:
     """The card's YAML metadata as ``huggingface_hub.ModelCardData`` (``merged``: for the run merged into its base)."""
-    chain = _chain(run_dir, manifest)
+    chain = chain_of(run_dir, manifest)
     hub_id, license_ = hub_base(chain[0][1])
     recipe = _recipe(run_dir)
     dataset = str(recipe.get("dataset_name", ""))
@@ -104,7 +104,7 @@ def _recipe(run_dir: Path) -> dict[str, Any]:
 def model_card(run_dir: str | Path, manifest: dict[str, Any], merged: bool = False) -> str:
     """The card's text for a finished run (``manifest``: its ``rlft_manifest.json``; ``merged``: of its merged model)."""
     run_dir = Path(run_dir)
-    chain = _chain(run_dir, manifest)
+    chain = chain_of(run_dir, manifest)
     card = ["---", metadata(run_dir, manifest, merged).to_yaml(), "---", "", f"# {run_dir.name}", ""]
     card += [f"Trained with rlft from `{chain[0][1]}`: "
              + " → ".join(f"{stage} (`{where}`)" if stage != "base" else "base" for stage, where in chain) + ".", ""]
