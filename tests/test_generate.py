@@ -139,3 +139,34 @@ def test_export_refuses_what_it_cannot_write_in_one_line(tmp_path):
                     "--quant", "q4_k_m"], timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "llama-quantize" in proc.stderr
     assert not (tmp_path / "m.gguf").exists()
+
+
+@pytest.mark.slow
+def test_compare_base_with_a_trained_adapter_shows_the_starting_models_own_answers(tmp_path):
+    """The bundled model is its own base (the test above); an adapter is not: /compare base must show what the
+    model it was trained from says, and that must differ from the adapter's answers."""
+    import subprocess
+
+    from rlft import sft
+    from tests.conftest import BIN, REPO
+    from tests.helpers import tiny_model_dir
+
+    run = tmp_path / "sft"
+    sft.main(["recipes/sft.yaml", "--model_name_or_path", str(tiny_model_dir()), "--max_steps", "3",
+              "--learning_rate", "0.05", "--num_train_samples", "16", "--num_test_samples", "2",
+              "--eval_before_after", "false", "--save_strategy", "no", "--report_to", "none", "--output_dir", str(run)])
+
+    def chat(model: str, session: str) -> list[str]:
+        proc = subprocess.run([str(BIN / "rlft"), "chat", model, "--max_new_tokens", "8"], input=session,
+                              capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.splitlines()
+
+    questions = ["What is 2 + 3?", "Name a colour.", "What is 7 - 4?"]
+    session = "\n/reset\n".join(questions) + "\n/quit\n"  # one question per conversation: the same history
+    lines = chat(str(run), "/compare base\n" + session)
+    replies = [line[len("model> "):] for line in lines if line.startswith("model> ")]
+    bases = [line[len("base>  "):] for line in lines if line.startswith("base>  ")]
+    alone = chat(str(tiny_model_dir()), session)
+    assert bases == [line[len("model> "):] for line in alone if line.startswith("model> ")]
+    assert len(bases) == 3 and bases != replies, (bases, replies)
