@@ -45,8 +45,13 @@ def loss_and_grads(trainer, batch, **flags):
 FADING_CALLS = [0]
 
 
-def fading_reward(completions, **columns):
-    """1.0 for every answer on the first call, 1/2 on the second, ...: the first evaluation is the best one."""
+def fading_reward(completions, trainer_state=None, **columns):
+    """1.0 for every answer at the first evaluation during training, 1/2 at the second, ...: the first is the best.
+
+    Calls before training (step 0: the check that the test split can be scored) are not counted.
+    """
+    if trainer_state is None or trainer_state.global_step == 0:
+        return [1.0] * len(completions)
     FADING_CALLS[0] += 1
     return [1.0 / FADING_CALLS[0]] * len(completions)
 

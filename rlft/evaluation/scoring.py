@@ -54,13 +54,14 @@ def headline(reward_funcs: Sequence[Callable]) -> str:
 
 
 def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[str, Sequence[Any]],
-                  reward_funcs: Sequence[Callable], tokenizer: Any = None) -> dict[str, Any]:
+                  reward_funcs: Sequence[Callable], tokenizer: Any = None, state: Any = None) -> dict[str, Any]:
     """Per-prompt scores of ``outputs``: the headline reward, every reward, marked answers, token lengths.
 
     ``columns`` are the rows' dataset columns (``answer``, ...), passed to
     each reward as keyword arguments the way TRL passes them in training
     (:func:`rewards.contract.call`: chat completions for chat prompts,
-    ``prompts``, ``completion_ids`` from ``tokenizer``, ``trainer_state``). Returns ``{"headline", "scores", "rewards", "marked",
+    ``prompts``, ``completion_ids`` from ``tokenizer``, ``trainer_state``:
+    ``state``, the trainer's during training, else a fresh one). Returns ``{"headline", "scores", "rewards", "marked",
     "tokens"}``; ``scores`` holds ``None`` where the headline reward could not
     verify; ``tokens`` is empty without a tokenizer.
 
@@ -74,7 +75,7 @@ def score_outputs(outputs: Sequence[str], prompts: Sequence[Any], columns: dict[
     per_reward: dict[str, list[float | None]] = {}
     for func in reward_funcs:
         name = getattr(func, "__name__", "reward")
-        values = contract.call(func, prompts, outputs, columns, completion_ids=ids)
+        values = contract.call(func, prompts, outputs, columns, completion_ids=ids, state=state)
         if len(values) != len(outputs):
             raise ValueError(f"reward {name} returned {len(values)} scores for {len(outputs)} outputs")
         per_reward[name] = [None if v is None else float(v) for v in values]

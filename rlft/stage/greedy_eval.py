@@ -130,14 +130,17 @@ class EvalPlan:
         return answers_with_tools(complete, self.tokenizer, prompts, columns, self.tools, self.chat_template_kwargs)
 
 
-def scored_outputs(outputs: list[str], plan: EvalPlan, extra: dict | None = None) -> dict[str, Any]:
+def scored_outputs(outputs: list[str], plan: EvalPlan, extra: dict | None = None, state: Any = None
+                   ) -> dict[str, Any]:
     """``outputs`` scored by the plan's rewards (:func:`rlft.evaluation.scoring.score_outputs`).
 
-    ``extra`` adds columns (an environment's episodes, for its reward).
+    ``extra`` adds columns (an environment's episodes, for its reward); ``state`` is the trainer's, which
+    the rewards get as ``trainer_state``, as in training.
     """
     prompts = list(plan.rows["prompt"])
     columns = {c: list(plan.rows[c]) for c in plan.rows.column_names}
-    return score_outputs(outputs, prompts, {**columns, **(extra or {})}, plan.reward_funcs, plan.tokenizer)
+    return score_outputs(outputs, prompts, {**columns, **(extra or {})}, plan.reward_funcs, plan.tokenizer,
+                         state=state)
 
 
 def eval_figures(scored: dict[str, Any]) -> dict[str, float]:
@@ -202,7 +205,7 @@ class GreedyEvaluation:
         model.eval()  # also makes TRL's log() take its (empty) eval metrics, not the pending training ones
         try:
             outputs, transcripts, extra = plan.answers(self._greedy_completions)
-            scored = scored_outputs(outputs, plan, extra)
+            scored = scored_outputs(outputs, plan, extra, state=self.state)  # type: ignore[attr-defined]
             metrics = eval_figures(scored)
             if transcripts is not None:
                 from rlft.evaluation.tool_loop import tool_use_figures
