@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import trl.trainer.grpo_trainer as trl_grpo
 from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 
@@ -96,8 +97,6 @@ def reference_model(reference: Any) -> Iterator[None]:
     if reference is None:
         yield
         return
-    import trl.trainer.grpo_trainer as trl_grpo
-
     load = trl_grpo.create_model_from_path
     trl_grpo.create_model_from_path = lambda *args, **kwargs: reference
     try:
