@@ -312,7 +312,7 @@ def test_reward_problems_fail_before_training(extra, needle, tmp_path):
     from rlft.core.errors import UserError
 
     data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"What is {i}?", "solution": str(i)}) + "\n" for i in range(10)))
+    data.write_text("".join(json.dumps({"prompt": f"What is {i}?", "gold": str(i)}) + "\n" for i in range(10)))
     with pytest.raises(UserError, match=needle):
         grpo.main(["recipes/math.yaml", "--dataset_name", str(data), "--output_dir", str(tmp_path / "o"), *extra])
     assert not (tmp_path / "o").exists()

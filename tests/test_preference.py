@@ -130,7 +130,8 @@ def test_dpo_trains_with_lora_and_one_model_in_memory(pairs_file, tmp_path, monk
 
 @pytest.mark.slow
 def test_dpo_takes_a_standard_plain_text_preference_file(tmp_path):
-    """A user's own pairs: plain strings, no `answer` column (so no before/after check), no rlft provenance."""
+    """A user's own pairs: plain strings, no `answer` column (the default accuracy cannot score the closing table:
+    refused before training, not skipped after it), no rlft provenance."""
     from rlft import dpo
 
     rows = [{"prompt": f"Name a colour number {i}.", "chosen": " Blue.", "rejected": " I cannot answer that."}
@@ -138,7 +139,11 @@ def test_dpo_takes_a_standard_plain_text_preference_file(tmp_path):
     data = tmp_path / "prefs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "dpo"
-    manifest = dpo.main(["recipes/dpo.yaml", "--output_dir", str(out), "--dataset_name", str(data), *STAGE_FAST])
+    with pytest.raises(UserError, match="the before/after table cannot be scored: reward 'accuracy' needs a dataset "
+                                        "column 'answer'.*or eval_before_after: false"):
+        dpo.main(["recipes/dpo.yaml", "--output_dir", str(out), "--dataset_name", str(data), *STAGE_FAST])
+    manifest = dpo.main(["recipes/dpo.yaml", "--output_dir", str(out), "--dataset_name", str(data), *STAGE_FAST,
+                         "--eval_before_after", "false"])
     steps = [e for e in logged(out) if "rewards/margins" in e]
     assert [e["step"] for e in steps] == [1, 2] and lora_b_nonzero(out)
     assert manifest["status"] == "complete" and "table" not in manifest["results"]

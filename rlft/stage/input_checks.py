@@ -137,7 +137,8 @@ def check_scoring(test: Any, reward_funcs: list, samples: int, has_environment: 
         try:
             values = contract.call(func, prompts, [""] * len(rows), columns)
         except RewardInputError as err:
-            raise UserError(f"the before/after table cannot be scored: {err}") from None
+            raise UserError(f"the before/after table cannot be scored: {err} (give reward_funcs your test rows can "
+                            "be scored by, or eval_before_after: false)") from None
         except Exception as err:  # noqa: BLE001 - user code: report, don't trace back
             raise UserError(f"reward {name!r} failed on the test split: {type(err).__name__}: {err}") from None
         if all(v is None for v in values):
