@@ -120,3 +120,14 @@ def hub(monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _transformers_log_level_restored():
+    """A stage run in this process sets transformers' verbosity to its recipe's log_level (a TRL-era recipe says
+    info); the next test starts from transformers' default again."""
+    yield
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_warning()
