@@ -93,6 +93,23 @@ def stage_of(recipe: str) -> str:
                     f"{'|'.join(registry.names(ablate=True))}")
 
 
+def stage_recipe(argv: list[str], command: str, guess: Any = None) -> tuple[Any, list[str]]:
+    """``RECIPE [--stage NAME] [--key value ...]``: the training stage's registry entry and the argv without
+    ``--stage`` (``rlft plan``, ``rlft check``). Without ``--stage`` the recipe's first lines name it
+    (:func:`stage_of`), or ``guess(recipe)`` does.
+    """
+    stage = None
+    if "--stage" in argv:
+        at = argv.index("--stage")
+        stage, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+    if not Path(argv[0]).is_file():
+        raise UserError(f"recipe file not found: {argv[0]}")
+    entry = registry.get(stage or (guess or stage_of)(argv[0]))
+    if not entry.is_stage:
+        raise UserError(f"rlft {command} takes a training stage's recipe; {entry.name} is a command")
+    return entry, argv
+
+
 def make_plan(args: argparse.Namespace) -> dict[str, Any]:
     """The cells of the grid (settings in grid order, then seeds), with the baseline and common overrides."""
     if not Path(args.recipe).is_file():

@@ -22,14 +22,13 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from rlft.commands.ablate import stage_of
+from rlft.commands.ablate import stage_of, stage_recipe
 from rlft.core.errors import UserError, one_line, run_cli
 from rlft.core.recipe import load_recipe_file, recipe_sources
 from rlft.core.runtime import discard_deferred_warnings
-from rlft.stage import input_checks, parsing, registry
+from rlft.stage import input_checks, parsing
 from rlft.stage.memory_plan import cheaper, gb
 from rlft.stage.skeleton import StageArgs
 
@@ -120,10 +119,8 @@ def before_the_model(runner: Any, args: Any, problems: list[str]) -> str | None:
     return f"memory plan {gb(plan.peak)} of {gb(plan.available)}"
 
 
-def stage_for(recipe: str, given: str | None) -> str:
-    """``--stage``, else the stage the recipe's opening line names, else GRPO for a recipe with GRPO's keys."""
-    if given:
-        return given
+def grpo_by_its_keys(recipe: str) -> str:
+    """The stage the recipe's opening line names, else GRPO for a recipe with GRPO's keys (a TRL-era config)."""
     try:
         return stage_of(recipe)
     except UserError:
@@ -138,16 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.split("\n\n")[0])
         return 0 if argv else 2
-    stage = None
-    if "--stage" in argv:
-        at = argv.index("--stage")
-        stage, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+    entry, argv = stage_recipe(argv, "check", guess=grpo_by_its_keys)
     recipe = argv[0]
-    if not Path(recipe).is_file():
-        raise UserError(f"recipe file not found: {recipe}")
-    entry = registry.get(stage_for(recipe, stage))
-    if not entry.is_stage:
-        raise UserError(f"rlft check takes a training stage's recipe; {entry.name} is a command")
     runner, problems = entry.stage(), []
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # stderr holds the problems, one line each
     try:

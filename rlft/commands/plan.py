@@ -16,10 +16,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from rlft.commands.ablate import stage_of
+from rlft.commands.ablate import stage_recipe
 from rlft.commands.memory_ahead import plan_of
-from rlft.core.errors import UserError, run_cli
-from rlft.stage import registry
+from rlft.core.errors import run_cli
 from rlft.stage.memory_plan import Plan, cheaper, gb
 
 
@@ -51,15 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
         return 0 if argv else 2
-    stage = None
-    if "--stage" in argv:
-        at = argv.index("--stage")
-        stage, argv = argv[at + 1], argv[:at] + argv[at + 2:]
-    recipe = argv[0]
-    stage = stage or stage_of(recipe)
-    entry = registry.get(stage)
-    if not entry.is_stage:
-        raise UserError(f"rlft plan takes a training stage's recipe; {stage} is a command")
+    entry, argv = stage_recipe(argv, "plan")
+    recipe, stage = argv[0], entry.name
     args, plan = plan_of(stage, argv)
     if plan is None:
         print("memory plan: not made for CUDA runs (its figures are measured for CPU memory)")
