@@ -29,7 +29,8 @@ from rlft.core.errors import UserError, one_line, run_cli
 from rlft.core.recipe import load_recipe_file, recipe_sources
 from rlft.core.runtime import discard_deferred_warnings
 from rlft.stage import input_checks, parsing
-from rlft.stage.memory_plan import cheaper, gb
+from rlft.stage.memory_check import too_big
+from rlft.stage.memory_plan import gb
 from rlft.stage.skeleton import StageArgs
 
 MAX_PROBLEMS = 50
@@ -113,8 +114,7 @@ def before_the_model(runner: Any, args: Any, problems: list[str]) -> str | None:
     if plan is None:
         return "no memory plan (made for CPU runs of Llama-style models)"
     if not plan.fits and args.run.memory_check == "error":
-        problems.append(f"memory plan: needs about {gb(plan.peak)} at its peak and {gb(plan.available)} is "
-                        f"available; {cheaper(plan)}")
+        problems.append(f"memory plan: {too_big(plan)}")
         return None
     return f"memory plan {gb(plan.peak)} of {gb(plan.available)}"
 

@@ -16,7 +16,7 @@ from typing import Any
 from rlft.core.errors import UserError, one_line
 from rlft.core.runtime import discard_deferred_warnings
 from rlft.stage import registry
-from rlft.stage.memory_plan import cheaper, gb
+from rlft.stage.memory_check import too_big
 from rlft.stage.skeleton import StageArgs
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,8 @@ def check_ahead(runs: Sequence[tuple[str, str, list[str]]]) -> None:
                 continue
             lines.append(f"{label}: {plan.line()}")
             if not plan.fits and args.run.memory_check == "error":
-                raise UserError(f"{label}: memory plan: needs about {gb(plan.peak)} at its peak and "
-                                f"{gb(plan.available)} is available; {cheaper(plan)} (memory_check: warn runs "
-                                "it anyway); nothing has run")
+                raise UserError(f"{label}: memory plan: {too_big(plan)} (memory_check: warn runs it anyway); "
+                                "nothing has run")
     finally:
         discard_deferred_warnings()
     for line in lines:

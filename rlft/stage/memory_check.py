@@ -143,13 +143,18 @@ def check(plan: Plan | None, mode: str) -> dict[str, Any] | None:
     if plan.fits or mode == "off":
         logger.info(plan.line())
         return plan.record()
-    message = (f"memory plan: this run needs about {gb(plan.peak)} at its peak and {gb(plan.available)} is "
-               f"available; {cheaper(plan)}")
+    message = f"memory plan: this run {too_big(plan)}"
     if mode == "error":
         raise UserError(f"{message} (memory_check: warn runs it anyway)")  # the one line holds the figures
     logger.info(plan.line())
     logger.warning(f"{message}; memory_check: warn, running anyway")
     return plan.record()
+
+
+def too_big(plan: Plan) -> str:
+    """What a plan that does not fit needs, what is available, and the first change that would fit: the words
+    of every memory refusal (a run, ``rlft check``, a pipeline or grid planned ahead)."""
+    return f"needs about {gb(plan.peak)} at its peak and {gb(plan.available)} is available; {cheaper(plan)}"
 
 
 def choose(plan: Plan | None, asked: list[str], mode: str, divides: int = 0) -> Choice:
