@@ -26,7 +26,8 @@ from rewards.verifiers import (
     STATS,
     equivalent_batch,
     find_answer,
-    gold_answer,
+    read_gold,
+    same_text,
     tail_text,
 )
 
@@ -60,9 +61,13 @@ def make_accuracy(
         if column == "answer" and "answer" not in columns and "solution" in columns:
             column = "solution"  # TRL's and open-r1's name for the gold (a bare answer or a worked solution)
         golds = get_column(columns, column, "accuracy", len(completions))
-        preds = [find_answer(tail_text(c), fallback_last_number, allow_multiple_boxed) for c in completions]
+        texts = [tail_text(c) for c in completions]
+        preds = [find_answer(text, fallback_last_number, allow_multiple_boxed) for text in texts]
         timeouts_before = STATS["timeouts"]
-        verdicts = equivalent_batch([(p, gold_answer(g)) for p, g in zip(preds, golds)], timeout, text_fallback)
+        verdicts = equivalent_batch([(p, read_gold(g)) for p, g in zip(preds, golds)], timeout, text_fallback)
+        # a completion that is its gold word for word is right, however the two are read
+        verdicts = [True if v is False and g is not None and same_text(t, str(g)) else v
+                    for v, t, g in zip(verdicts, texts, golds)]
         accuracy.stats["timeouts"] += STATS["timeouts"] - timeouts_before
         accuracy.stats["none"] += sum(v is None for v in verdicts)
         accuracy.stats["no_answer"] += sum(p is None or not p.found for p in preds)

@@ -63,7 +63,7 @@ class Answer:
     """
 
     text: str
-    path: str  # boxed | hash | tag | sentence | latex | expression | latex text | last number | none
+    path: str  # boxed | hash | tag | sentence | latex | expression | latex text | last number | none | gold
     multiple: bool = False
     line: str = ""
     whole: bool = False
@@ -122,6 +122,11 @@ def boxed_answers(text: str) -> list[str]:
         >>> boxed_answers("\\\\boxed{\\\\frac{1}{2}} and \\\\boxed{3}")
         ['\\\\frac{1}{2}', '3']
     """
+    return [body for _, body in _boxes(text)]
+
+
+def _boxes(text: str) -> list[tuple[int, str]]:
+    """``(position, body)`` of every complete ``\\boxed{...}``, in order."""
     found = []
     for match in list(re.finditer(r"\\boxed\s*\{", text))[-MAX_BOXED:]:
         depth, start = 1, match.end()
@@ -132,7 +137,7 @@ def boxed_answers(text: str) -> list[str]:
             elif char == "}":
                 depth -= 1
                 if depth == 0:
-                    found.append(text[start:j].strip())
+                    found.append((match.start(), text[start:j].strip()))
                     break
     return found
 
@@ -155,7 +160,9 @@ def clean(answer: str) -> str:
     answer = re.sub(r"^\\\(|\\\)$", "", answer).strip()
     answer = re.sub(r"(?<=\d)(?:,\\!\s*|\{,\}\s*)(?=\d{3})", ",", answer)  # 2,\! 024 and 2{,}024: thousands
     answer = re.sub(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}", r"\1", answer)
-    answer = answer.replace("\\!", "").replace("\\,", "").replace("\\ ", " ").replace("\\dfrac", "\\frac")
+    # spacing commands (\\! \\, \\ ), not the second half of a matrix row break "\\\\ "
+    answer = re.sub(r"(?<!\\)\\[!,]", "", answer)
+    answer = re.sub(r"(?<!\\)\\ ", " ", answer).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     return answer.rstrip(".").strip()
 
 
@@ -218,23 +225,74 @@ def bare_expression(line: str) -> bool:
         return True
     if not line or len(line) > MAX_LINE or not _BARE.fullmatch(line) or not re.search(r"[\d+\-*/^=<>]", line):
         return False
-    return all(len(w) == 1 or w.lower() in _MATH_WORDS for w in re.findall(r"[A-Za-z]+", line))
+    return all(len(w) == 1 or w.lower() in _MATH_WORDS or w in _JOINING for w in re.findall(r"[A-Za-z]+", line))
+
+
+# LaTeX that is math, not markup or prose: what an answer written without $...$ may contain
+_LATEX_MATH = {"frac", "dfrac", "tfrac", "sqrt", "pi", "cdot", "times", "div", "pm", "mp", "left", "right", "infty",
+               "le", "ge", "leq", "geq", "neq", "ne", "lt", "gt", "circ", "theta", "alpha", "beta", "ln", "log",
+               "sin", "cos", "tan", "exp", "cup", "cap", "in", "emptyset", "varnothing", "%", "$"}
+
+
+def latex_expression(line: str) -> bool:
+    """Whether ``line`` is LaTeX math written without delimiters (``\\\\frac{7}{3}``, ``x = 2\\\\sqrt{2}``).
+
+    Example:
+        >>> latex_expression("\\\\frac{7}{3}"), latex_expression("x = \\\\dfrac{1}{2}"), latex_expression("\\\\text{so} 5")
+        (True, True, False)
+    """
+    commands = re.findall(r"\\([A-Za-z]+|.)", line)
+    if not commands or any(c not in _LATEX_MATH for c in commands):
+        return False
+    return bare_expression(re.sub(r"\\(?:[A-Za-z]+|.)|[{}]", " ", line).strip() or "x")
+
+
+_JOINING = {"or", "and"}
+# what joins several answers in one: "or"/"and" as words or as \text{ or }, a \quad
+_JOINED = re.compile(r"\s*(?:\\text\{\s*(?:or|and)\s*\}|\\q?quad|(?<![A-Za-z\\])(?:or|and)(?![A-Za-z]))\s*")
+
+
+def as_list(answer: str) -> str:
+    """Several answers joined by words, as the comma-separated list math-verify reads; any other answer as it is.
+
+    Example:
+        >>> as_list("f(x)=2 \\\\text{ or } f(x)=-2"), as_list("x = 2 or x = -2"), as_list("rock and roll")
+        ('f(x)=2, f(x)=-2', 'x = 2, x = -2', 'rock and roll')
+    """
+    parts = [part.strip(" ,") for part in _JOINED.split(answer)]
+    if len(parts) < 2 or not all(parts) or any(_is_prose(re.sub(r"\\[A-Za-z]+", " ", p)) for p in parts):
+        return answer
+    return ", ".join(parts)
 
 
 def _sentence(value: str, line: str) -> Answer:
-    """What follows "the answer is": a number right after it, else the sentence, read for its math."""
+    """What follows "the answer is": a number or a LaTeX span right after it, else the sentence, read for its math.
+
+    Minerva's closing line nests two ("Final Answer: The final answer is $1,250$. I hope it is correct."): the
+    innermost is read.
+    """
+    while (inner := _ANSWER_IS.search(value)) and inner.group(1).strip():
+        value = inner.group(1)
+    span = _LATEX_SPAN.match(value.strip())
+    if span and not _is_prose(next(g for g in span.groups() if g)):
+        value = next(g for g in span.groups() if g)  # "$1,250$. I hope it is correct": the span
+    value = clean(value)
     number = re.match(rf"\s*({_NUMBER})\s*(\\?%)?(?![\w^/*(\\{{])", value)
     if number:
         return Answer(number.group(1).rstrip(",") + (number.group(2) or ""), "sentence", line=line)
     latex = _latex_only(value)
-    if latex is not None or bare_expression(value) or not _is_prose(value):
+    if latex is not None or bare_expression(value) or latex_expression(value) or not _is_prose(value):
         return Answer(clean(latex if latex is not None else value), "sentence", line=line)
     return Answer(value, "sentence", line=line, whole=True)
 
 
 def _is_prose(value: str) -> bool:
     """Words in it (a run of 2+ letters that is no LaTeX command or math function): not an answer by itself."""
+    value = _ENVIRONMENT.sub(" ", value)  # \\begin{pmatrix}: a matrix, not the word "pmatrix"
     return any(w.lower() not in _MATH_WORDS for w in re.findall(r"(?<![\\A-Za-z])[A-Za-z]{2,}", value))
+
+
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
 
 
 def find_answer(text: Any, fallback_last_number: bool = True, allow_multiple_boxed: bool = False) -> Answer | None:
@@ -257,30 +315,52 @@ def find_answer(text: Any, fallback_last_number: bool = True, allow_multiple_box
     if not text.strip():
         return None
     line = _last_line(text)
-    boxes = list(dict.fromkeys(clean(b) for b in boxed_answers(text)))
-    boxes = [b for b in boxes if b]
-    if boxes:
-        if len(boxes) == 1 or allow_multiple_boxed:
-            return Answer(boxes[-1], "boxed", line=line)
-        return Answer(", ".join(boxes), "boxed", multiple=True, line=line)
-    for pattern, path in ((_HASHES, "hash"), (_TAG, "tag"), (_ANSWER_IS, "sentence")):
-        found = [f for f in (clean(v) for v in pattern.findall(text)) if f]
-        if found:
-            return _sentence(found[-1], line) if path == "sentence" else Answer(found[-1], path, line=line)
+    stated = _last_statement(text, line, allow_multiple_boxed)
+    if stated is not None:
+        return stated
     if not fallback_last_number:  # only an explicitly stated answer counts
         return Answer("", "none", line=line)
     latex = _latex_only(line)
     if latex is not None and clean(latex) and not _is_prose(latex):
         return Answer(clean(latex), "latex", line=line)
-    if bare_expression(line):
+    if bare_expression(line) or latex_expression(line.rstrip(". ")):
         result = line.rstrip(". ").rsplit("=", 1)[-1].strip()  # "12 + 5 = 17": the number it comes to
-        return Answer(result if _PLAIN.fullmatch(result) else clean(line), "expression", line=line)
+        several = as_list(line) != line  # "x = 2 or x = -2": both, not what the last "=" comes to
+        return Answer(result if _PLAIN.fullmatch(result) and not several else clean(line), "expression", line=line)
     if math_spans(text):
         return Answer(text, "latex text", line=line, whole=True)  # math-verify's extraction reads the text
+    tail = line.rstrip(". ").rsplit("=", 1)[-1].strip() if "=" in line else ""
+    if "\\" in tail and latex_expression(tail):  # "So x = \\frac{7}{3}": not the 3 inside it
+        return Answer(clean(tail), "expression", line=line)
     numbers = re.findall(_NUMBER, text)
     if numbers:
         return Answer(numbers[-1].rstrip(","), "last number", line=line)
     return Answer("", "none", line=line)
+
+
+def _last_statement(text: str, line: str, allow_multiple_boxed: bool) -> Answer | None:
+    """The completion's last explicit statement of its answer (a box, ``####``, ``<answer>``, "the answer is").
+
+    The latest in the text wins, so a closing "The final answer is $1,250$." overrides a box earlier in the
+    working; a sentence that states no value ("this answer is reasonable") overrides nothing. Different boxes
+    are read together (``multiple``) unless ``allow_multiple_boxed``.
+    """
+    found: list[tuple[int, Answer]] = []
+    boxes = [(at, clean(body)) for at, body in _boxes(text)]
+    boxes = [(at, body) for at, body in boxes if body]
+    if boxes:
+        values = list(dict.fromkeys(body for _, body in boxes))
+        multiple = len(values) > 1 and not allow_multiple_boxed
+        found.append((boxes[-1][0], Answer(", ".join(values) if multiple else boxes[-1][1], "boxed",
+                                           multiple=multiple, line=line)))
+    for pattern, path in ((_HASHES, "hash"), (_TAG, "tag"), (_ANSWER_IS, "sentence")):
+        matches = [m for m in pattern.finditer(text) if clean(m.group(1))]
+        if matches:
+            value = matches[-1].group(1)
+            found.append((matches[-1].start(), _sentence(value, line) if path == "sentence"
+                          else Answer(clean(value), path, line=line)))
+    stating = [(at, answer) for at, answer in found if not answer.whole]
+    return max(stating or found, key=lambda f: f[0])[1] if found else None
 
 
 def extract_answer(text: Any, fallback_last_number: bool = True) -> str | None:
@@ -311,7 +391,27 @@ def gold_answer(gold: Any) -> str | None:
     text = str(gold).strip()
     if not text:
         return None
-    if last_boxed(text) or _HASHES.search(text) or _TAG.search(text):
+    if last_boxed(text) or _HASHES.search(text) or _TAG.search(text) or _ANSWER_IS.search(text):
         found = find_answer(text, fallback_last_number=False)
         return found.text if found and found.found else None
     return clean(text)
+
+
+def read_gold(gold: Any) -> Answer | None:
+    """The gold answer as the verifier reads it (``path`` ``gold``); ``None`` when there is none.
+
+    :func:`gold_answer`'s text, except a gold with several different boxes: math-verify's own parse reads it
+    (``whole``), as it would on its own, so the boxes are one answer only where they are written as one
+    (``\\boxed{12 cm} and \\boxed{5}``), and a box that prose sets apart is not a part of it.
+
+    Example:
+        >>> read_gold("#### 72").text, read_gold("First $\\\\boxed{3}$, and the answer is $\\\\boxed{5}$").whole
+        ('72', True)
+    """
+    text = gold_answer(gold)
+    if text is None:
+        return None
+    raw = str(gold).strip()
+    if len({clean(body) for body in boxed_answers(raw)} - {""}) > 1:
+        return Answer(raw, "gold", line=raw, whole=True)
+    return Answer(text, "gold", line=text)

@@ -29,7 +29,14 @@ with no marker and LaTeX in its prose is read whole by math-verify); a
 percentage equals both its fraction and its bare number (``50%`` vs ``0.5``
 or ``50``); several different boxed answers are one answer only when the gold
 has several parts (``\\boxed{3}\\boxed{5}`` for ``3, 5``), else a hedge
-that scores 0.
+that scores 0; the last explicit statement of an answer is the answer (a
+closing "The final answer is 15." over a box in the working, where math-verify
+prefers the box); plain numbers are exact, and a decimal of 6 or more places
+stands only for a value whose expansion never ends, rounded *or cut off* there
+(math-verify rounds both sides to 6 places: ``0.1250001`` would be ``1/8``, and
+``0.666666`` would not be ``2/3``); a gold in words is text, and a completion
+that is its gold word for word is right (math-verify reads prose as symbols).
+A gold with several boxes is read by math-verify's own parse, as it reads it.
 
 Example:
     >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}")
@@ -50,6 +57,7 @@ from typing import Any
 from rewards.extraction import (  # noqa: F401 - the verifier API, re-exported
     SEARCH_TAIL,
     Answer,
+    as_list,
     boxed_answers,
     clean,
     completion_text,
@@ -57,6 +65,7 @@ from rewards.extraction import (  # noqa: F401 - the verifier API, re-exported
     find_answer,
     gold_answer,
     last_boxed,
+    read_gold,
     tail_text,
     unevaluated,
 )
@@ -102,6 +111,16 @@ def normalize_text(answer: str) -> str:
     """
     text = clean(answer).replace("{", "").replace("}", "")
     return " ".join(text.lower().split()).strip(" .,;:!\"'")
+
+
+def same_text(answer: str, gold: str) -> bool:
+    """Whether a completion is its gold word for word (case, spacing and ``$``/``\\text{}`` aside).
+
+    Example:
+        >>> same_text("The answer is forty two.", "the answer is  forty two"), same_text("", "")
+        (True, False)
+    """
+    return bool(gold.strip()) and normalize_text(answer) == normalize_text(gold)
 
 
 def gold_parts(gold: str) -> int:
@@ -152,9 +171,48 @@ def as_number(answer: str) -> tuple[Fraction, bool] | None:
     return value, bool(match.group("pct"))
 
 
-def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool]) -> bool:
+APPROXIMATE_PLACES = 6  # math-verify's float_rounding: a decimal this long may stand for a value it cannot write
+
+
+def decimal_places(answer: str) -> int:
+    """Digits after the decimal point of a plain decimal (``0`` for anything else).
+
+    Example:
+        >>> decimal_places("0.1428571"), decimal_places("-2.50"), decimal_places("\\frac{1}{7}")
+        (7, 2, 0)
+    """
+    match = re.fullmatch(r"[-+−]?[\d,]*\.(\d+)", clean(answer).strip())
+    return len(match.group(1)) if match else 0
+
+
+def approximates(decimal: Fraction, places: int, exact: Fraction) -> bool:
+    """Whether a decimal of ``places`` digits is ``exact`` rounded or cut off there, for a value with no end.
+
+    A value whose decimal expansion ends (``1/8``, ``2.5``) must be written exactly; ``1/7`` has no last digit,
+    so ``0.142857`` (cut off) and ``0.1428571`` (rounded) are it, from ``APPROXIMATE_PLACES`` places on.
+
+    Example:
+        >>> approximates(Fraction("0.1428571"), 7, Fraction(1, 7)), approximates(Fraction("0.333"), 3, Fraction(1, 3))
+        (True, False)
+        >>> approximates(Fraction("0.6666667"), 7, Fraction(2, 3)), approximates(Fraction("0.1250001"), 7, Fraction(1, 8))
+        (True, False)
+    """
+    den = exact.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    if places < APPROXIMATE_PLACES or den == 1:
+        return False
+    unit = Fraction(1, 10**places)
+    cut = abs(exact) // unit * unit
+    return abs(decimal) in (cut, cut + unit if abs(exact) - cut >= unit / 2 else cut) and \
+        (decimal < 0) == (exact < 0)
+
+
+def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool], places: tuple[int, int] = (0, 0)) -> bool:
     (p, p_pct), (g, g_pct) = pred, gold
-    if p == g:
+    if p == g or approximates(p, places[0], g) or approximates(g, places[1], p):
         return True
     if p_pct and not g_pct:  # "50%" answers a gold of 0.5
         return p / 100 == g
@@ -163,16 +221,17 @@ def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool]) -> 
     return False
 
 
-def _math_verify_equal(pred: str, gold: str, read_whole: bool = False) -> bool | None:
+def _math_verify_equal(pred: str, gold: str, read_whole: bool = False, gold_whole: bool = False) -> bool | None:
     """math-verify's verdict (runs in a worker process). ``None``: the gold does not parse.
 
     ``read_whole``: ``pred`` is a completion's text with no answer marker,
     and math-verify's own extraction finds its answer (its LaTeX and
-    expression patterns, as its parse does).
+    expression patterns, as its parse does). ``gold_whole``: the same for
+    a gold with several boxes.
     """
     from math_verify import parse, verify
 
-    gold_parsed = _parsed_gold(gold)
+    gold_parsed = _parsed_gold(gold, gold_whole)
     if not gold_parsed:
         return None
     if not pred.strip():
@@ -196,10 +255,13 @@ def _config() -> list:
 
 # A GRPO batch scores each gold once per generation (8 times in the math recipe): each worker parses a gold once.
 @functools.lru_cache(maxsize=4096)
-def _parsed_gold(gold: str) -> list:
-    from math_verify import parse
+def _parsed_gold(gold: str, whole: bool = False) -> list:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     # no_fallback: a gold that sympy cannot parse is "unverifiable", not a raw string to compare
+    if whole:  # several boxes: math-verify's own reading of them, with its default configuration
+        return parse(gold, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+                     fallback_mode="no_fallback", parsing_timeout=None)
     return parse(f"\\boxed{{{gold}}}", extraction_config=_config(), fallback_mode="no_fallback",
                  parsing_timeout=None)
 
@@ -222,7 +284,7 @@ def _no_answer(pred: Answer | None) -> bool:
     return pred is None or not pred.found or not pred.text.strip()
 
 
-def _fast_verdict(pred: Answer | None, gold: str | None, text_fallback: bool) -> bool | None | str:
+def _fast_verdict(pred: Answer | None, gold: Answer | None, text_fallback: bool) -> bool | None | str:
     """The verdict without sympy, or ``"slow"`` when math-verify must decide.
 
     A plain-number gold against a plain-number answer and a text gold are
@@ -230,53 +292,68 @@ def _fast_verdict(pred: Answer | None, gold: str | None, text_fallback: bool) ->
     it parses (text equality alone would score an unparsable gold 1.0
     against a copy of itself).
     """
-    if gold is None or not gold.strip():
+    if gold is None or not gold.text.strip():
         return None
-    if is_text_answer(gold):
-        return _text_verdict(pred, gold) if text_fallback else None
-    if pred is not None and pred.multiple and gold_parts(gold) < 2:
+    if gold.whole:  # several boxes: math-verify reads them (and a multi-value answer against one value is wrong)
+        return "slow"
+    text = gold.text
+    if is_text_answer(text):
+        return _text_verdict(pred, text) if text_fallback else None
+    if pred is not None and pred.multiple and gold_parts(as_list(text)) < 2:
         return False  # several different boxed answers to a one-answer question: a hedge
     if _no_answer(pred):
-        return False if as_number(gold) is not None else "slow"  # the worker checks the gold parses
+        return False if as_number(text) is not None else "slow"  # the worker checks the gold parses
     if not pred.whole and len(pred.text) > MAX_ANSWER_CHARS:
         return False
-    if unevaluated(pred.stated) and not unevaluated(gold):
+    if unevaluated(pred.stated) and not unevaluated(text):
         return False  # "69 + 88" for 157: the question restated, not answered (math-verify would evaluate it)
-    g = as_number(gold)
+    g = as_number(text)
     if g is None:
         return "slow"
     p = as_number(pred.text) if not pred.whole else None
-    return _numbers_equal(p, g) if p is not None else "slow"
+    places = (decimal_places(pred.text), decimal_places(text))
+    return _numbers_equal(p, g, places) if p is not None else "slow"
+
+
+def _as_gold(gold: Answer | str | None) -> Answer | None:
+    if gold is None or isinstance(gold, Answer):
+        return gold
+    return Answer(gold, "gold", line=gold)
+
+
+def _slow_call(pred: Answer | None, gold: Answer) -> tuple[str, str, bool, bool]:
+    """The worker's arguments: answers joined by words ("x=2 or x=-2") as the list math-verify reads."""
+    text = "" if _no_answer(pred) else pred.text if pred.whole else as_list(pred.text)
+    return text, gold.text if gold.whole else as_list(gold.text), bool(pred and pred.whole), gold.whole
 
 
 def equivalent_batch(
-    pairs: Sequence[tuple[Answer | str | None, str | None]], timeout: float = DEFAULT_TIMEOUT,
+    pairs: Sequence[tuple[Answer | str | None, Answer | str | None]], timeout: float = DEFAULT_TIMEOUT,
     text_fallback: bool = True,
 ) -> list[bool | None]:
     """:func:`is_equivalent` for many ``(pred, gold)`` pairs, the slow ones in parallel.
 
     ``pred`` is an answer string or a :class:`rewards.extraction.Answer`
-    (``find_answer``'s, so a completion without a marker is read whole).
+    (``find_answer``'s, so a completion without a marker is read whole);
+    ``gold`` a gold answer's text or ``read_gold``'s answer.
 
     Example:
         >>> equivalent_batch([("2", "2"), ("3", "2"), ("\\\\frac{2}{4}", "0.5"), ("even", "\\\\text{even}")])
         [True, False, True, True]
     """
     answers = [_as_answer(p) for p, _ in pairs]
-    golds = [g for _, g in pairs]
+    golds = [_as_gold(g) for _, g in pairs]
     verdicts: list[Any] = [_fast_verdict(a, g, text_fallback) for a, g in zip(answers, golds, strict=True)]
     slow = [i for i, v in enumerate(verdicts) if v == "slow"]
     if slow:
         STATS["slow_path"] += len(slow)
-        calls = [("" if _no_answer(answers[i]) else answers[i].text, golds[i],
-                  bool(answers[i] and answers[i].whole)) for i in slow]
-        results = run_with_timeout(_math_verify_equal, calls, timeout)
+        results = run_with_timeout(_math_verify_equal, [_slow_call(answers[i], golds[i]) for i in slow], timeout)
         for i, result in zip(slow, results, strict=True):
             if result is TIMED_OUT:
                 STATS["timeouts"] += 1
                 verdicts[i] = False
-            elif result is None and text_fallback and not _LATEX_MARKS.search(golds[i]):
-                verdicts[i] = _text_verdict(answers[i], golds[i])  # not math, and math-verify cannot read it: text
+            elif result is None and text_fallback and not _LATEX_MARKS.search(golds[i].text):
+                verdicts[i] = _text_verdict(answers[i], golds[i].text)  # not math, and math-verify cannot read it
             else:
                 verdicts[i] = result
     STATS["unparsable_gold"] += sum(v is None for v in verdicts)

@@ -69,6 +69,7 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("set/tuple", r"\boxed{(3, \frac{\pi}{2})}", r"\left( 3, \frac{\pi}{2} \right)", 1.0),
     ("set/tuple", r"\boxed{(3, \frac{\pi}{3})}", r"\left( 3, \frac{\pi}{2} \right)", 0.0),
     ("set/tuple", r"\boxed{2, -2}", r"\pm 2", 1.0),
+    ("set/tuple", r"\boxed{3, 5}", "5", 0.0),  # two values for one: never right
     # -- matrices and vectors --
     ("matrix", r"\boxed{\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}}",
      r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}", 1.0),
@@ -111,6 +112,92 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("thousands", r"\boxed{2{,}024{,}000}", "2024000", 1.0),
     ("thousands", r"\boxed{2024}", r"2,\! 024,\! 000", 0.0),
     ("thousands", r"\boxed{\$1,\!250}", "1250", 1.0),
+    # -- a fraction in one notation, the answer in the other, without $...$ --
+    ("fraction forms", r"\frac{7}{3}", "7/3", 1.0),
+    ("fraction forms", r"\frac{3}{7}", "7/3", 0.0),
+    ("fraction forms", "So x = \\frac{11}{4}", "11/4", 1.0),
+    ("fraction forms", "So x = \\frac{11}{5}", "11/4", 0.0),
+    ("fraction forms", "The result is\n\\dfrac{-5}{6}", "-5/6", 1.0),
+    ("fraction forms", "9/2", r"\frac{9}{2}", 1.0),
+    ("fraction forms", "2/9", r"\frac{9}{2}", 0.0),
+    ("fraction forms", "The ratio is 13/8.", r"\tfrac{13}{8}", 1.0),
+    ("fraction forms", r"\frac{7}{3}", r"\frac73", 1.0),
+    # -- a decimal for a value with no last digit, and for one with a last digit --
+    ("precision", "0.1428571428571", r"\frac{1}{7}", 1.0),
+    ("precision", r"\boxed{0.142857}", "1/7", 1.0),
+    ("precision", r"\boxed{0.6666667}", r"\frac{2}{3}", 1.0),
+    ("precision", r"\boxed{0.666666}", r"\frac{2}{3}", 1.0),
+    ("precision", r"\boxed{0.66667}", r"\frac{2}{3}", 0.0),  # five places: not yet an approximation
+    ("precision", r"\boxed{0.142858}", r"\frac{1}{7}", 0.0),  # neither rounded nor cut off
+    ("precision", r"\boxed{\frac{1}{7}}", "0.142857142857", 1.0),
+    ("precision", r"\boxed{\frac{1}{8}}", "0.1250001", 0.0),  # 1/8 ends: it is written exactly
+    ("precision", r"\boxed{2.3333333}", "7/3", 1.0),
+    ("precision", r"\boxed{-0.4285714}", r"-\frac{3}{7}", 1.0),
+    ("precision", r"\boxed{0.4285714}", r"-\frac{3}{7}", 0.0),
+    # -- several boxes that together are the gold's parts --
+    ("several boxes", r"\boxed{2}, \boxed{4}", r"\{2, 4\}", 1.0),
+    ("several boxes", r"\boxed{2} and \boxed{4}", r"\{2, 4\}", 1.0),
+    ("several boxes", r"\boxed{2} and \boxed{5}", r"\{2, 4\}", 0.0),
+    ("several boxes", r"The roots are $x=\boxed{-1}$ and $x=\boxed{6}$.", r"\{-1, 6\}", 1.0),
+    ("several boxes", r"\boxed{x=6} or \boxed{x=-1}", "-1, 6", 1.0),
+    ("several boxes", r"\boxed{x=6} or \boxed{x=1}", "-1, 6", 0.0),
+    ("several boxes", r"The answer is \boxed{\{12 cm, 5\}}", r"The side is \boxed{12 cm} and there are \boxed{5} of them.", 1.0),
+    ("several boxes", r"The answer is \boxed{\{12 cm, 6\}}", r"The side is \boxed{12 cm} and there are \boxed{5} of them.", 0.0),
+    # -- a box in the working, then a closing statement of the answer --
+    ("closing line", "First \\boxed{1000}. Then 1000 + 250 = 1250.\nFinal Answer: The final answer is $1,250$. "
+     "I hope it is correct.", "1250", 1.0),
+    ("closing line", "First \\boxed{1000}. Then 1000 + 250 = 1250.\nFinal Answer: The final answer is $1,250$. "
+     "I hope it is correct.", "1000", 0.0),
+    ("closing line", "The partial sum is $\\boxed{\\frac{1}{2}}$; adding the rest,\nthe final answer is "
+     "$\\frac{3}{4}$.", "0.75", 1.0),
+    ("closing line", "The partial sum is $\\boxed{\\frac{1}{2}}$; adding the rest,\nthe final answer is "
+     "$\\frac{3}{4}$.", "0.5", 0.0),
+    ("closing line", "So $\\boxed{7}$ is the answer.\nI checked it, and this answer is reasonable.", "7", 1.0),
+    ("closing line", "Step one gives \\boxed{12}.\n#### 15", "15", 1.0),
+    ("closing line", "Step one gives \\boxed{12}.\n#### 15", "12", 0.0),
+    ("closing line", "The answer is 9, so\n\\boxed{10}", "10", 1.0),
+    # -- matrices and vectors with fractions and roots, written another way --
+    ("matrix", "The matrix is $\\begin{pmatrix} \\frac{1}{2} & \\sqrt{3} \\\\ 0 & 1 \\end{pmatrix}$.",
+     r"\begin{pmatrix} 0.5 & \sqrt3 \\ 0 & 1 \end{pmatrix}", 1.0),
+    ("matrix", "The matrix is $\\begin{pmatrix} \\frac{1}{2} & \\sqrt{2} \\\\ 0 & 1 \\end{pmatrix}$.",
+     r"\begin{pmatrix} 0.5 & \sqrt3 \\ 0 & 1 \end{pmatrix}", 0.0),
+    ("matrix", r"\boxed{\begin{bmatrix} \frac{\sqrt{3}}{2} & -\frac{1}{2} \\ \frac{1}{2} & \frac{\sqrt{3}}{2} \end{bmatrix}}",
+     r"\begin{pmatrix} \frac{\sqrt{3}}{2} & -\frac{1}{2} \\ \frac{1}{2} & \frac{\sqrt{3}}{2} \end{pmatrix}", 1.0),
+    ("matrix", r"\boxed{\begin{pmatrix} \frac{1}{2}\sqrt{3} & -0.5 \\ 0.5 & \sqrt{3}/2 \end{pmatrix}}",
+     r"\begin{pmatrix} \frac{\sqrt{3}}{2} & -\frac{1}{2} \\ \frac{1}{2} & \frac{\sqrt{3}}{2} \end{pmatrix}", 1.0),
+    ("matrix", r"\boxed{\begin{pmatrix} \frac{1}{2}\sqrt{3} & 0.5 \\ 0.5 & \sqrt{3}/2 \end{pmatrix}}",
+     r"\begin{pmatrix} \frac{\sqrt{3}}{2} & -\frac{1}{2} \\ \frac{1}{2} & \frac{\sqrt{3}}{2} \end{pmatrix}", 0.0),
+    ("matrix", r"\boxed{\begin{pmatrix} \sqrt{\frac{3}{4}} \\ \tfrac{1}{2} \end{pmatrix}}",
+     r"\begin{pmatrix} \frac{\sqrt{3}}{2} \\ \frac{1}{2} \end{pmatrix}", 1.0),
+    ("matrix", r"\boxed{\begin{pmatrix} \dfrac{1}{2} \\ \sqrt{12} \end{pmatrix}}",
+     r"\begin{pmatrix} \frac12 \\ 2\sqrt3 \end{pmatrix}", 1.0),
+    ("matrix", r"\boxed{\begin{pmatrix} \dfrac{1}{2} \\ \sqrt{8} \end{pmatrix}}",
+     r"\begin{pmatrix} \frac12 \\ 2\sqrt3 \end{pmatrix}", 0.0),
+    # -- several equations joined by words --
+    ("joined equations", r"\boxed{f(x)=2 or f(x)=-2}", r"f(x)=2 \text{ or } f(x)=-2", 1.0),
+    ("joined equations", r"\boxed{f(x)=2 or f(x)=-3}", r"f(x)=2 \text{ or } f(x)=-2", 0.0),
+    ("joined equations", "The final answer is f(x)=2 or f(x)=-2.", r"\boxed{f(x)=2 \text{ and } f(x)=-2}", 1.0),
+    ("joined equations", "The final answer is f(x)=2 or f(x)=2.", r"\boxed{f(x)=2 \text{ and } f(x)=-2}", 0.0),
+    ("joined equations", r"\boxed{f(x) = 2} or \boxed{f(x) = -2}", r"f(x)=2 \text{ or } f(x)=-2", 1.0),
+    ("joined equations", "y = 3x and y = -x", r"y=-x \text{ and } y=3x", 1.0),
+    ("joined equations", "y = 3x and y = x", r"y=-x \text{ and } y=3x", 0.0),
+    ("joined equations", r"\boxed{a=1 \text{ and } b=-4}", r"a = 1, b = -4", 1.0),
+    # -- a gold with several boxes: read as math-verify reads it --
+    ("multi-box gold", r"\boxed{3, 5}", r"$\boxed{3}$ apples, which is the answer; note $\boxed{5}$ was wrong", 0.0),
+    ("multi-box gold", r"\boxed{5}", r"$\boxed{3}$ apples, which is the answer; note $\boxed{5}$ was wrong", 1.0),
+    ("multi-box gold", r"\boxed{3, 5}", r"We find $a=\boxed{3}$ and $b=\boxed{5}$, so the sum is $\boxed{8}$.", 0.0),
+    ("multi-box gold", r"\boxed{8}", r"We find $a=\boxed{3}$ and $b=\boxed{5}$, so the sum is $\boxed{8}$.", 1.0),
+    ("multi-box gold", r"\boxed{3, 5}", r"The width is \boxed{3} cm and the height \boxed{5} cm.", 1.0),
+    ("multi-box gold", r"\boxed{3}", r"The width is \boxed{3} cm and the height \boxed{5} cm.", 0.0),
+    ("multi-box gold", r"\boxed{3, 5}", r"$\boxed{3}$ or $\boxed{5}$", 1.0),
+    ("multi-box gold", r"\boxed{3}", r"$\boxed{3}$ or $\boxed{5}$", 0.0),
+    # -- a completion that is its gold word for word --
+    ("identical text", "The answer is forty two.", "The answer is forty two.", 1.0),
+    ("identical text", "The answer is forty three.", "The answer is forty two.", 0.0),
+    ("identical text", "forty two", "The answer is forty two.", 1.0),
+    ("identical text", "It is the blue one", "It is the blue one", 1.0),
+    ("identical text", "It is the red one", "It is the blue one", 0.0),
+    ("identical text", "two thirds of the class", "Two thirds of the class.", 1.0),
     # -- what rlft keeps: markers, plain thousands, hedges, unverifiable golds --
     ("rlft markers", "6 * 7 = 42 and 42 - 2 = 40\n#### 40", "40", 1.0),
     ("rlft markers", "6 * 7 = 42 and 42 - 2 = 40\n#### 40", "42", 0.0),

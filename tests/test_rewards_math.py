@@ -220,6 +220,13 @@ def test_a_broken_latex_gold_stays_unverifiable_with_the_text_fallback():
     ("Thus the area is $24$ square units", "latex text", "Thus the area is $24$ square units"),
     ("She pays $12 for apples and $5 for pears, so 17", "last number", "17"),  # prices are not LaTeX
     ("no answer here", "none", ""),
+    # the last explicit statement wins over a box in the working
+    ("First \\boxed{1000}.\nFinal Answer: The final answer is $1,250$. I hope it is correct.", "sentence", "1,250"),
+    ("The answer is 9, so\n\\boxed{10}", "boxed", "10"),
+    ("So $\\boxed{7}$.\nThis answer is reasonable.", "boxed", "7"),  # a sentence with no value overrides nothing
+    ("\\frac{7}{3}", "expression", "\\frac{7}{3}"),  # LaTeX without $...$
+    ("So x = \\frac{7}{3}", "expression", "\\frac{7}{3}"),  # not the 3 inside it
+    ("x = 2 or x = -2", "expression", "x = 2 or x = -2"),
 ])
 def test_each_extraction_path(completion, path, text):
     from rewards.extraction import find_answer
@@ -256,3 +263,23 @@ def test_disagreements_lists_the_cases_a_verifier_decides_otherwise():
     assert lines[3].split()[-4:] == ["None", "0.0", "last", "number"]
     table = [(c, g, e) for _, c, g, e in COMPETITION]
     assert str(disagreements(table)) == f"accuracy: agrees on {len(table)} of {len(table)} cases"
+
+
+def test_a_gold_with_several_boxes_is_read_as_math_verify_reads_it():
+    """Boxes written as one answer are its parts; a box that prose sets apart is not (issue: a false positive)."""
+    from rewards.extraction import read_gold
+
+    apart = r"$\boxed{3}$ apples, which is the answer; note $\boxed{5}$ was wrong"
+    assert read_gold(apart).whole and read_gold("so \\boxed{3}").whole is False
+    assert accuracy([r"\boxed{3, 5}", r"\boxed{5}"], answer=[apart, apart]) == [0.0, 1.0]
+    parts = r"The side is \boxed{12 cm} and there are \boxed{5} of them."
+    assert accuracy([r"The answer is \boxed{\{12 cm, 5\}}", r"\boxed{12 cm}"], answer=[parts, parts]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(("decimal", "exact", "right"), [
+    ("0.142857", "1/7", True), ("0.1428571", "1/7", True), ("0.1428572", "1/7", False), ("0.14285", "1/7", False),
+    ("0.666666", "2/3", True), ("0.666667", "2/3", True), ("0.666668", "2/3", False), ("-0.666667", "2/3", False),
+    ("0.1250001", "1/8", False), ("0.125000", "1/8", True),
+])
+def test_a_decimal_stands_for_a_value_with_no_last_digit_from_six_places(decimal, exact, right):
+    assert accuracy([f"\\boxed{{{decimal}}}"], answer=[exact]) == [float(right)]

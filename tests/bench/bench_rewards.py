@@ -151,11 +151,11 @@ def main() -> None:
     table = case_table()
     names = list(table["verifiers"])
     print(f"agreement on the case table ({table['cases']} cases, tests/math_cases.py):")
-    print(f"  {'class':<14}{'n':>4}" + "".join(f"{n:>26}" for n in names))
+    print(f"  {'class':<18}{'n':>4}" + "".join(f"{n:>26}" for n in names))
     for kind, row in table["classes"].items():
-        print(f"  {kind:<14}{row['n']:>4}" + "".join(f"{row[n]:>26}" for n in names))
-    print(f"  {'all':<14}{table['cases']:>4}" + "".join(f"{table['verifiers'][n]['agree']:>26}" for n in names))
-    print(f"  {'ms per sample':<18}" + "".join(f"{table['verifiers'][n]['ms_per_sample']:>26}" for n in names))
+        print(f"  {kind:<18}{row['n']:>4}" + "".join(f"{row[n]:>26}" for n in names))
+    print(f"  {'all':<18}{table['cases']:>4}" + "".join(f"{table['verifiers'][n]['agree']:>26}" for n in names))
+    print(f"  {'ms per sample':<22}" + "".join(f"{table['verifiers'][n]['ms_per_sample']:>26}" for n in names))
 
     ours = resolve("accuracy", timeout=args.timeout)
     completions, golds, hostile = make_batch(args.n)
