@@ -131,3 +131,11 @@ def _transformers_log_level_restored():
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_warning()
+
+
+
+# `make test` runs two pytest-xdist workers, each test file whole on one (--dist loadfile: its module fixtures are
+# built once). A single-process DeepSpeed launch rendezvouses on MASTER_PORT (29500 unless set): each worker gets
+# its own, away from 29500, which accelerate gives multi-process launches that name no port.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    os.environ.setdefault("MASTER_PORT", str(29600 + 10 * int(os.environ["PYTEST_XDIST_WORKER"][2:])))

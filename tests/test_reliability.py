@@ -415,7 +415,6 @@ def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_pat
     from rlft.rollout.vllm_runtime import scratch_dir
 
     scratch_root = Path(scratch_dir() or tempfile.gettempdir())
-    scratch_before = set(scratch_root.glob("rlft-vllm-*"))
     out = tmp_path / "killed"
     proc = _start(["-m", "rlft.grpo", *GRPO_TINY, "--engine", "vllm", "--max_steps", "50",
                    "--save_strategy", "steps", "--save_steps", "1", "--vllm_gpu_memory_utilization", "0.15",
@@ -427,7 +426,8 @@ def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_pat
         time.sleep(0.1)
     children = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name().startswith("VLLM")]
     assert children, "the vLLM engine runs in child processes"
-    assert set(scratch_root.glob("rlft-vllm-*")) - scratch_before, "the engine keeps its scratch weights there"
+    # the run's own scratch (named by its pid): other runs on the machine may come and go meanwhile
+    assert list(scratch_root.glob(f"rlft-vllm-{proc.pid}-*")), "the engine keeps its scratch weights there"
     proc.send_signal(sig)
     if sig == signal.SIGTERM:
         assert proc.wait(timeout=120) == 128 + signal.SIGTERM
@@ -437,6 +437,6 @@ def test_a_killed_vllm_grpo_run_leaves_no_engine_process_or_scratch(sig, tmp_pat
     _, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, f"left running after {sig.name}: {[p.name() for p in alive]}"
     deadline = time.monotonic() + 30
-    while set(scratch_root.glob("rlft-vllm-*")) - scratch_before and time.monotonic() < deadline:
+    while list(scratch_root.glob(f"rlft-vllm-{proc.pid}-*")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not set(scratch_root.glob("rlft-vllm-*")) - scratch_before, f"scratch weights left after {sig.name}"
+    assert not list(scratch_root.glob(f"rlft-vllm-{proc.pid}-*")), f"scratch weights left after {sig.name}"

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -224,7 +225,8 @@ class VLLMEngine:
         self.base = resolved.base
         self.sync, self.cfg, self.tokenizer = sync, cfg, tokenizer
         self.chat_template_kwargs = dict(model_args.chat_template_kwargs or {})
-        self.scratch = Path(tempfile.mkdtemp(prefix="rlft-vllm-", dir=scratch_dir()))
+        # the owner's pid in the name: whoever finds a scratch copy can tell which run left it
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"rlft-vllm-{os.getpid()}-", dir=scratch_dir()))
         start = self.base
         # an earlier stage's adapter chain, or a 4/8-bit (QLoRA) base: vLLM starts from the loaded model's
         # weights (merged; dequantized), not from the float checkpoint on disk
