@@ -33,8 +33,8 @@ endif
 		|| echo "note: no chromium (install it for the A/B browser test; it is skipped without)"
 	touch $(STAMP)
 
-# Two pytest-xdist workers, each test file whole on one: the suite's own processes leave a core idle over half the
-# time (measured: 1.17 cores busy of 2). PYTEST_WORKERS=0 runs it in one process.
+# Two pytest-xdist workers, each test file whole on one and each worker on its own cores (tests/conftest.py): run
+# one after another the tests keep 1.17 of 2 cores busy. PYTEST_WORKERS=0 runs the suite in one process.
 PYTEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 

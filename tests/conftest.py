@@ -138,4 +138,11 @@ def _transformers_log_level_restored():
 # built once). A single-process DeepSpeed launch rendezvouses on MASTER_PORT (29500 unless set): each worker gets
 # its own, away from 29500, which accelerate gives multi-process launches that name no port.
 if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
-    os.environ.setdefault("MASTER_PORT", str(29600 + 10 * int(os.environ["PYTEST_XDIST_WORKER"][2:])))
+    _worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+    os.environ.setdefault("MASTER_PORT", str(29600 + 10 * _worker))
+    # each worker (and every process it starts, vLLM's included) on cores of its own: vLLM's CPU engine pins
+    # busy-waiting OpenMP threads to every core it is given, which starved the other worker's tests
+    _cores = sorted(os.sched_getaffinity(0))
+    _count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(_cores) >= _count > 1:
+        os.sched_setaffinity(0, _cores[_worker::_count])

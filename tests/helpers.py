@@ -1,5 +1,6 @@
-"""Rewards used by the tests (loaded by dotted path, as users load theirs), and the tests' tiny model."""
+"""Rewards used by the tests (loaded by dotted path, as users load theirs), the tests' tiny model and pairs."""
 
+import json
 from pathlib import Path
 
 from rewards import completion_text
@@ -132,3 +133,13 @@ def tiny_model_dir() -> Path:
         shutil.rmtree(target)
     os.replace(tmp, target)
     return Path(target)
+
+
+def write_pairs(path: Path) -> Path:
+    """Preference pairs on sums (the right sum chosen, one off rejected), written by hand: 48 rows in ``path``."""
+    rows = [{"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}],
+             "chosen": [{"role": "assistant", "content": f"The answer is {a + b}."}],
+             "rejected": [{"role": "assistant", "content": f"The answer is {a + b + 1}."}], "answer": str(a + b)}
+            for a in range(2, 26) for b in (3, 7)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -144,14 +144,14 @@ CASES: list[tuple[str, str, str, float | None]] = [
     ("several boxes", r"The answer is \boxed{\{12 cm, 5\}}", r"The side is \boxed{12 cm} and there are \boxed{5} of them.", 1.0),
     ("several boxes", r"The answer is \boxed{\{12 cm, 6\}}", r"The side is \boxed{12 cm} and there are \boxed{5} of them.", 0.0),
     # -- a box in the working, then a closing statement of the answer --
-    ("closing line", "First \\boxed{1000}. Then 1000 + 250 = 1250.\nFinal Answer: The final answer is $1,250$. "
-     "I hope it is correct.", "1250", 1.0),
-    ("closing line", "First \\boxed{1000}. Then 1000 + 250 = 1250.\nFinal Answer: The final answer is $1,250$. "
-     "I hope it is correct.", "1000", 0.0),
-    ("closing line", "The partial sum is $\\boxed{\\frac{1}{2}}$; adding the rest,\nthe final answer is "
-     "$\\frac{3}{4}$.", "0.75", 1.0),
-    ("closing line", "The partial sum is $\\boxed{\\frac{1}{2}}$; adding the rest,\nthe final answer is "
-     "$\\frac{3}{4}$.", "0.5", 0.0),
+    ("closing line", ("First \\boxed{1000}. Then 1000 + 250 = 1250.\nFinal Answer: The final answer is $1,250$. "
+     "I hope it is correct."), "1250", 1.0),
+    ("closing line", ("First \\boxed{1000}. Then 1000 + 250 = 1250.\nFinal Answer: The final answer is $1,250$. "
+     "I hope it is correct."), "1000", 0.0),
+    ("closing line", ("The partial sum is $\\boxed{\\frac{1}{2}}$; adding the rest,\nthe final answer is "
+     "$\\frac{3}{4}$."), "0.75", 1.0),
+    ("closing line", ("The partial sum is $\\boxed{\\frac{1}{2}}$; adding the rest,\nthe final answer is "
+     "$\\frac{3}{4}$."), "0.5", 0.0),
     ("closing line", "So $\\boxed{7}$ is the answer.\nI checked it, and this answer is reasonable.", "7", 1.0),
     ("closing line", "Step one gives \\boxed{12}.\n#### 15", "15", 1.0),
     ("closing line", "Step one gives \\boxed{12}.\n#### 15", "12", 0.0),

@@ -20,7 +20,7 @@ from rlft.core.errors import UserError, run_cli
 from rlft.core.run_dir import RunArguments, check_output_dir, complete_checkpoints
 from rlft.stage.training_guards import TrainingHalted
 from tests.conftest import REPO, run_cmd
-from tests.helpers import tiny_model_dir
+from tests.helpers import tiny_model_dir, write_pairs
 
 TINY_MODEL = ["--model_name_or_path", str(tiny_model_dir())]  # mechanics: a 2-layer random Llama
 SFT_TINY = ["recipes/sft.yaml", *TINY_MODEL, "--num_train_samples", "48", "--num_test_samples", "4",
@@ -265,6 +265,29 @@ def test_sft_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
     a, b = adapter(whole), adapter(killed)
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "resumed weights differ from uninterrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["dpo", "orpo"])
+def test_a_preference_run_killed_then_resumed_is_bit_for_bit_the_uninterrupted_one(stage, tmp_path):
+    common = [f"recipes/{stage}.yaml", *TINY_MODEL, "--dataset_name", str(write_pairs(tmp_path / "pairs.jsonl")),
+              "--max_steps", "6", "--save_steps", "2", "--save_total_limit", "10", "--per_device_train_batch_size",
+              "2", "--max_length", "64", "--logging_steps", "1", "--eval_before_after", "false", "--bf16", "false",
+              "--learning_rate", "1e-3", "--warmup_steps", "0", "--report_to", "none"]
+    whole = tmp_path / "whole"
+    done = run_cmd([sys.executable, "-m", f"rlft.{stage}", *common, "--output_dir", str(whole)])
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = _start(["-m", f"rlft.{stage}", *common, "--output_dir", str(killed)])
+    _kill_after(proc, killed / "checkpoint-2")
+    assert proc.returncode == -signal.SIGKILL and not (killed / "adapter_model.safetensors").exists()
+    resumed = run_cmd([sys.executable, "-m", f"rlft.{stage}", *common, "--output_dir", str(killed), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert steps_logged(killed) == list(range(1, 7)), "each step logged exactly once"
+    assert manifest(killed)["results"]["resumed_from"].endswith("checkpoint-2")
+    a, b = adapter(whole), adapter(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
 
 
 @pytest.mark.slow

@@ -95,6 +95,23 @@ def test_keys_of_the_other_vllm_path_are_named_by_the_machine(tmp_path, monkeypa
     assert check_settings("grpo", args) == []  # rlft's own engine on CUDA reads vllm_dtype
 
 
+@pytest.mark.parametrize(("stage", "flags", "message"), [
+    ("dpo", ["--loss_type", "[exo_pair]", "--loss_weights", "[1.0]"],
+     "loss_type exo_pair needs label_smoothing above 0 (the EXO paper uses 1e-3)"),
+    ("grpo", ["--loss_type", "luspo"], "loss_type luspo needs importance_sampling_level: sequence"),
+    ("grpo", ["--loss_type", "vespo", "--engine", "vllm"],
+     "loss_type vespo with engine: vllm needs vllm_importance_sampling_mode: token_truncate or token_mask"),
+], ids=["exo_pair", "luspo", "vespo-vllm"])
+def test_a_loss_that_needs_another_setting_is_refused_in_one_line_before_anything_loads(stage, flags, message,
+                                                                                       tmp_path):
+    """TRL raised these when the trainer was built, after the model (and engine) loaded, or trained another loss."""
+    out = tmp_path / "run"
+    proc = run_cmd([".venv/bin/rlft", stage, STAGES[stage], *flags, "--output_dir", str(out)])
+    [line] = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and line.startswith(f"error: {message}"), line
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("stage", "value", "valid"), [
     ("grpo", "dapoo", "'grpo', 'dr_grpo', 'dapo'"),
     ("dpo", "[sigmoid, hing]", "a list, each one of 'sigmoid', 'hinge'"),

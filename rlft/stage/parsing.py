@@ -137,12 +137,47 @@ def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any])
     check_eval_settings(SimpleNamespace(**given))
     refuse_machine(resolved)  # what this machine lacks (an attention kernel, an integration, the Hub)
     check_closing_launch(bool(given.get("eval_before_after", True)))
+    check_loss_needs(stage, given)
     for name in resolved.get("reward_funcs") or []:
         if ":" not in name and name not in rewards.REWARDS:  # dotted paths are imported with the rewards
             try:
                 rewards.resolve(name)
             except rewards.RewardInputError as err:
                 raise UserError(str(err)) from None
+
+
+# Loss types that need another key set (found by training each loss type TRL 1.16 offers for two steps,
+# tests/test_loss_variants.py): TRL raises when the trainer is built, after the model loads, or only warns and
+# trains some other loss; refused at the parse instead, in one line that says what to set.
+TOKEN_IS_MODES = ("token_truncate", "token_mask")
+
+
+def check_loss_needs(stage: str, given: dict[str, Any]) -> None:
+    """Refuse a loss type whose companion setting is missing, in one line.
+
+    Example:
+        >>> check_loss_needs("dpo", {"loss_type": ["sigmoid", "exo_pair"], "label_smoothing": 0.0})
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: loss_type exo_pair needs label_smoothing above 0 (the EXO paper uses 1e-3)
+        >>> check_loss_needs("grpo", {"loss_type": "luspo", "importance_sampling_level": "token"})
+        Traceback (most recent call last):
+        ...
+        rlft.core.errors.UserError: loss_type luspo needs importance_sampling_level: sequence (LUSPO is a sequence-level loss; at token level it is another loss)
+    """
+    losses = given.get("loss_type")
+    losses = losses if isinstance(losses, list) else [losses]
+    if stage == "dpo" and "exo_pair" in losses and not given.get("label_smoothing"):
+        raise UserError("loss_type exo_pair needs label_smoothing above 0 (the EXO paper uses 1e-3)")
+    if stage != "grpo":
+        return
+    if "luspo" in losses and given.get("importance_sampling_level") != "sequence":
+        raise UserError("loss_type luspo needs importance_sampling_level: sequence (LUSPO is a sequence-level loss; "
+                        "at token level it is another loss)")
+    if "vespo" in losses and given.get("engine") == "vllm" and given.get("vllm_importance_sampling_correction") \
+            and given.get("vllm_importance_sampling_mode") not in TOKEN_IS_MODES:
+        raise UserError(f"loss_type vespo with engine: vllm needs vllm_importance_sampling_mode: {TOKEN_IS_MODES[0]} "
+                        f"or {TOKEN_IS_MODES[1]} (VESPO weighs sequences itself; TRL refuses the others)")
 
 
 def refuse_set_keys(stage: str, values: dict[str, Any], defaults: dict[str, Any]) -> None:
