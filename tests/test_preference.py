@@ -244,6 +244,8 @@ def test_sft_then_dpo_then_grpo_on_vllm(pairs_file, tmp_path):
     manifest = grpo.main([*TINY, "--output_dir", str(grpo_dir), "--model_name_or_path", str(dpo_dir),
                           "--engine", "vllm", "--max_steps", "1"])
     assert manifest["results"]["rollout"]["engine"] == "vllm", "the vLLM engine must accept the DPO chain"
+    # its closing check compares with where it started (the DPO chain), and says so: not "base"
+    assert [r["model"] for r in manifest["results"]["table"]] == ["start", "trained"]
     assert [Path(a).name for a in models.resolve_model(str(grpo_dir)).adapters] == ["sft", "dpo", "grpo"]
     assert type(models.load_model(str(grpo_dir))).__name__ == "LlamaForCausalLM"
 

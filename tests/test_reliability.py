@@ -320,16 +320,30 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint_and_resume_ignores_the
 
 
 @pytest.mark.slow
-def test_grpo_killed_then_resumed_continues_the_log(tmp_path):
+def test_a_vllm_grpo_run_killed_then_resumed_samples_what_the_uninterrupted_run_sampled(tmp_path):
+    """vLLM's generator starts over with the process: the engine seeds each step's requests instead."""
+    common = [*GRPO_TINY, "--engine", "vllm", "--vllm_gpu_memory_utilization", "0.15", "--vllm_max_model_len", "256",
+              "--max_steps", "3", "--save_steps", "1"]
+    whole = tmp_path / "whole"
+    done = run_cmd([sys.executable, "-m", "rlft.grpo", *common, "--output_dir", str(whole)])
+    assert done.returncode == 0, done.stderr[-2000:]
+
     out = tmp_path / "run"
-    common = [*GRPO_TINY, "--max_steps", "3", "--save_steps", "1", "--output_dir", str(out)]
-    proc = _start(["-m", "rlft.grpo", *common])
+    proc = _start(["-m", "rlft.grpo", *common, "--output_dir", str(out)])
     _kill_after(proc, out / "checkpoint-1")
     assert manifest(out)["status"] == "running", "the manifest is there from the start"
-    resumed = run_cmd([sys.executable, "-m", "rlft.grpo", *common, "--resume"])
+    resumed = run_cmd([sys.executable, "-m", "rlft.grpo", *common, "--output_dir", str(out), "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert steps_logged(out) == [1, 2, 3]
     assert manifest(out)["status"] == "complete"
+
+    def rollouts(run: Path) -> list[tuple[int, float]]:  # each step's mean completion length, to the character
+        rows = [json.loads(line) for line in (run / "log_history.jsonl").read_text().splitlines()]
+        return [(r["step"], r["rewards/length_reward/mean"]) for r in rows if "rewards/length_reward/mean" in r]
+
+    assert rollouts(out) == rollouts(whole), "the resumed run sampled other completions than the uninterrupted one"
+    a, b = adapter(whole), adapter(out)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "resumed weights differ from uninterrupted"
     import yaml
 
     recorded = yaml.safe_load((out / "recipe.yaml").read_text())

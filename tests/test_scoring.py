@@ -112,3 +112,20 @@ def test_paired_previous_compares_each_model_with_the_one_before_it():
     assert "vs previous" in table.splitlines()[0]
     assert "+50.0 [" in table.splitlines()[3] and "+100.0 [+100.0, +100.0]" in table.splitlines()[3]
     assert "vs previous" not in format_table(table_rows({"base": model([0.0]), "sft": model([1.0])}))
+
+
+def test_the_closing_table_calls_an_earlier_run_start_and_a_base_model_base(tmp_path):
+    """One meaning of "base": the raw base model. A stage started from an earlier run is compared with "start"."""
+    from rlft.evaluation.closing import start_label
+
+    run, adapter, plain = tmp_path / "run", tmp_path / "adapter", tmp_path / "plain"
+    for path in (run, adapter, plain):
+        path.mkdir()
+    (run / "rlft_manifest.json").write_text("{}")
+    (adapter / "adapter_config.json").write_text("{}")
+    (plain / "config.json").write_text("{}")
+    assert [start_label(str(p)) for p in (run, adapter, plain)] == ["start", "start", "base"]
+    assert start_label("bundled:smollm2-135m-instruct") == "base"
+    row = {"accuracy": 0.5, "low": 0.4, "high": 0.6, "marked": 1.0, "mean_tokens": 18.0, "n": 200}
+    assert "vs start" in format_table([{**row, "model": "start"}, {**row, "model": "trained"}]).splitlines()[0]
+    assert "vs base" in format_table([{**row, "model": "base"}, {**row, "model": "trained"}]).splitlines()[0]

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from rlft.core.files import write_atomic
+from rlft.core.manifest import MANIFEST
 from rlft.core.models import load_model
 from rlft.core.tool_setup import ToolSetup
 from rlft.evaluation.generation import hf_completions
@@ -113,8 +115,24 @@ def evaluate_stage(model: Any, tokenizer: Any, test: Any, eval_args: Any, model_
         model, tokenizer, rows, reward_funcs, base_model=base, max_new_tokens=eval_args.eval_max_new_tokens,
         batch_size=eval_args.eval_batch_size, chat_template_kwargs=model_args.chat_template_kwargs, tools=tools,
     )
+    table[0]["model"] = start_label(model_args.model_name_or_path)
     write_atomic(f"{output_dir}/before_after.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
     return {"table": table, "eval_device": str(model.device)}
+
+
+def start_label(name_or_path: str) -> str:
+    """The closing table's name for the model a stage started from: ``base``, or ``start`` for an earlier run.
+
+    ``rlft eval``'s ``base`` is always the raw base model; a DPO stage on an SFT run is checked against the SFT
+    model, which the table calls ``start``, not ``base``.
+
+    Example:
+        >>> start_label("bundled:smollm2-135m-instruct"), start_label("Qwen/Qwen3-0.6B")
+        ('base', 'base')
+    """
+    path = Path(name_or_path).expanduser()
+    earlier_run = path.is_dir() and ((path / MANIFEST).exists() or (path / "adapter_config.json").exists())
+    return "start" if earlier_run else "base"
 
 
 def closing_text(manifest: dict[str, Any], output_dir: str) -> str:

@@ -39,6 +39,8 @@ def _label(name: str, limit: int = 40) -> str:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """One line per model: headline score with its interval, change vs base (with interval), marked, length.
 
+    A stage's closing table starts from ``start`` (an earlier run) or ``base``: the change column says which.
+
     The rows are :func:`rlft.evaluation.scoring.table_rows`'. The first
     column is named after the headline reward (``accuracy`` unless the recipe
     has none); the model column is as wide as the longest name (run
@@ -55,7 +57,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     width = max([5] + [len(_label(r["model"])) for r in rows])
     metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
     previous = any("prev_diff" in r for r in rows)  # rlft eval's paired_previous
-    header = f"{'model':<{width}} {metric:>8}   {'95% CI':<13} {'vs base':<22} " + \
+    reference = "vs start" if rows and rows[0]["model"] == "start" else "vs base"  # a stage's closing check
+    header = f"{'model':<{width}} {metric:>8}   {'95% CI':<13} {reference:<22} " + \
         (f"{'vs previous':<22} " if previous else "") + f"{'marked':>6} {'tokens':>7} {'n':>5}"
     lines = [header]
     for r in rows:
@@ -89,7 +92,7 @@ def accuracy_plot(rows: list[dict[str, Any]]) -> bytes:
     acc = [100 * r["accuracy"] for r in rows]
     err = [[a - 100 * r.get("low", r["accuracy"]) for a, r in zip(acc, rows)],
            [100 * r.get("high", r["accuracy"]) - a for a, r in zip(acc, rows)]]
-    ax.bar(range(len(rows)), acc, yerr=err, capsize=4, color=["#999" if r["model"] == "base" else "#3a7" for r in rows])
+    ax.bar(range(len(rows)), acc, yerr=err, capsize=4, color=["#999" if r["model"] in ("base", "start") else "#3a7" for r in rows])
     ax.set_xticks(range(len(rows)), [r["model"][-18:] for r in rows], rotation=20, ha="right", fontsize=8)
     metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
     ax.set_ylabel(f"{metric} (%)")

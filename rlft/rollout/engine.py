@@ -51,9 +51,12 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+
+import numpy as np
 
 from rlft.core.errors import UserError, one_line
 from rlft.core.loading import is_quantized
@@ -239,6 +242,9 @@ class VLLMEngine:
         self.lora_request: Any = None
         self.version = 0
         self.sync_seconds: list[float] = []
+        # the optimizer step now (the trainer sets it): with the recipe's seed it seeds each request's sampling
+        self.step_of: Callable[[], int] = lambda: 0
+        self._calls_at: tuple[int, int] = (-1, 0)  # (step, rollout calls made in it)
         import torch
 
         dtype = engine_dtype(args.vllm_dtype, cfg.bf16)
@@ -303,7 +309,8 @@ class VLLMEngine:
         if len(unique) * group != len(prompts) or any(prompts[i] != unique[i // group] for i in range(len(prompts))):
             raise RuntimeError("rollout_func expects each prompt repeated num_generations times in a row")
         prompt_ids = [self.encode(p) for p in unique]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], self.sampling(group),
+        params = [self.sampling(group, seed) for seed in self.request_seeds(len(prompt_ids))]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params,
                                     lora_request=self.lora_request, use_tqdm=False)
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
         for ids, request in zip(prompt_ids, outputs, strict=True):
@@ -315,14 +322,26 @@ class VLLMEngine:
             self.probe = out["prompt_ids"][0] + out["completion_ids"][0][:PROBE_COMPLETION_TOKENS]
         return out
 
-    def sampling(self, n: int) -> Any:
+    def sampling(self, n: int, seed: int | None = None) -> Any:
         """The sampling settings TRL's own vLLM path honours, ``generation_kwargs`` last (TRL's contract)."""
         from vllm import SamplingParams
 
         cfg = self.cfg
+        extra = {"seed": seed, **(cfg.generation_kwargs or {})}
         return SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or -1,
                               min_p=cfg.min_p or 0.0, max_tokens=cfg.max_completion_length, logprobs=0,
-                              repetition_penalty=cfg.repetition_penalty, **(cfg.generation_kwargs or {}))
+                              repetition_penalty=cfg.repetition_penalty, **extra)
+
+    def request_seeds(self, count: int) -> list[int]:
+        """A sampling seed per request, from the recipe's seed, the optimizer step and the call's place in it.
+
+        vLLM's own generator starts over with the process, so a run resumed at step 6 would sample other
+        rollouts than the uninterrupted run did; seeded per request, step 6's rollouts are the same in both.
+        """
+        step = self.step_of()
+        calls = self._calls_at[1] if self._calls_at[0] == step else 0
+        self._calls_at = (step, calls + 1)
+        return [int(s) for s in np.random.SeedSequence([self.cfg.seed, step, calls]).generate_state(count)]
 
     def generate(self, prompts: list[list[int]], images: Any = None, num_generations: int = 1,
                  profiler: Any = None) -> tuple[list, list, list, None]:
@@ -335,7 +354,8 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         with profiler or contextlib.nullcontext():
-            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], self.sampling(1),
+            params = [self.sampling(1, seed) for seed in self.request_seeds(len(prompts))]
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                         lora_request=self.lora_request, use_tqdm=False)
         completion_ids = [list(r.outputs[0].token_ids) for r in outputs]
         logprobs = [[[lp[tok].logprob] for tok, lp in zip(r.outputs[0].token_ids, r.outputs[0].logprobs)]

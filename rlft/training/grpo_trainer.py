@@ -147,6 +147,8 @@ class RlftGRPOTrainer(ZeroAdvantageSkipping, LengthBuckets, DeferredImportanceSa
         self.enable_zero_advantage_skipping(skip_zero_advantage)
         self.enable_length_buckets(length_buckets)
         self.engine = engine
+        if hasattr(engine, "step_of"):  # the engine seeds each step's sampling: a resumed run samples the same
+            engine.step_of = lambda: self.state.global_step
         self.sync_canary: SyncCanary | None = None
         if engine is not None and getattr(engine, "sync_check", False):  # test stand-ins have none
             # every rank takes the worst figures, so all stop together or none does
