@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -55,8 +56,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-
-import numpy as np
 
 from rlft.core.errors import UserError, one_line
 from rlft.core.loading import is_quantized
@@ -341,7 +340,8 @@ class VLLMEngine:
         step = self.step_of()
         calls = self._calls_at[1] if self._calls_at[0] == step else 0
         self._calls_at = (step, calls + 1)
-        return [int(s) for s in np.random.SeedSequence([self.cfg.seed, step, calls]).generate_state(count)]
+        rng = random.Random(f"{self.cfg.seed}:{step}:{calls}")  # a str seed hashes the same in every process
+        return [rng.getrandbits(32) for _ in range(count)]
 
     def generate(self, prompts: list[list[int]], images: Any = None, num_generations: int = 1,
                  profiler: Any = None) -> tuple[list, list, list, None]:
