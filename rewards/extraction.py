@@ -33,10 +33,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from rewards.expressions import MAX_LINE, as_list, bare_expression, is_prose, latex_expression  # noqa: F401 - re-exported
+
 SEARCH_TAIL = 20_000  # characters from the end searched for an answer
 MAX_BOXED = 50  # only the last this many \\boxed occurrences are read
 BOXED_SCAN = 4_000  # longest \boxed{...} body considered
-MAX_LINE = 200  # a longer last line is not a bare answer
 MARKERS = ("boxed", "hash", "tag", "sentence")  # the paths of an explicitly stated answer
 
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"
@@ -46,9 +47,6 @@ _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _PLAIN = re.compile(r"-?[\d,]*\.?\d+%?")
 # spans are bounded (1,000 characters) and "$" spans hold no "$": a text of 7,000 unclosed "\\(" took 1 s unbounded
 _LATEX_SPAN = re.compile(r"\$\$([^$]{1,1000}?)\$\$|\$([^$]{1,1000}?)\$|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL)
-# a bare expression: numbers, single-letter variables, operators, brackets and math function names
-_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "infty", "inf", "oo"}
-_BARE = re.compile(r"[\w\s+\-*/^().,=<>\[\]|!]+")
 
 
 @dataclass(frozen=True)
@@ -187,7 +185,7 @@ def math_spans(text: str) -> list[str]:
         ([], ['x = \\\\frac{1}{2}'])
     """
     spans = (next(g for g in match if g) for match in _LATEX_SPAN.findall(text))
-    return [span.strip() for span in spans if span.strip() and not _is_prose(span)]
+    return [span.strip() for span in spans if span.strip() and not is_prose(span)]
 
 
 _OPERAND = r"\(?\s*[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*\)?"
@@ -213,58 +211,6 @@ def unevaluated(answer: str) -> bool:
     return bool(_ARITHMETIC.fullmatch(text))
 
 
-def bare_expression(line: str) -> bool:
-    """Whether ``line`` is math alone: numbers, one-letter names, operators, math functions; no words.
-
-    Example:
-        >>> bare_expression("a/3 + 5/3"), bare_expression("x = 5"), bare_expression("(C)"), bare_expression("So it is 5")
-        (True, True, True, False)
-    """
-    line = line.rstrip(". ")
-    if re.fullmatch(r"\(?[A-Z]\)", line) or re.fullmatch(r"[A-Z]", line):  # a choice: "C" or "(C)"
-        return True
-    if not line or len(line) > MAX_LINE or not _BARE.fullmatch(line) or not re.search(r"[\d+\-*/^=<>]", line):
-        return False
-    return all(len(w) == 1 or w.lower() in _MATH_WORDS or w in _JOINING for w in re.findall(r"[A-Za-z]+", line))
-
-
-# LaTeX that is math, not markup or prose: what an answer written without $...$ may contain
-_LATEX_MATH = {"frac", "dfrac", "tfrac", "sqrt", "pi", "cdot", "times", "div", "pm", "mp", "left", "right", "infty",
-               "le", "ge", "leq", "geq", "neq", "ne", "lt", "gt", "circ", "theta", "alpha", "beta", "ln", "log",
-               "sin", "cos", "tan", "exp", "cup", "cap", "in", "emptyset", "varnothing", "%", "$"}
-
-
-def latex_expression(line: str) -> bool:
-    """Whether ``line`` is LaTeX math written without delimiters (``\\\\frac{7}{3}``, ``x = 2\\\\sqrt{2}``).
-
-    Example:
-        >>> latex_expression("\\\\frac{7}{3}"), latex_expression("x = \\\\dfrac{1}{2}"), latex_expression("\\\\text{so} 5")
-        (True, True, False)
-    """
-    commands = re.findall(r"\\([A-Za-z]+|.)", line)
-    if not commands or any(c not in _LATEX_MATH for c in commands):
-        return False
-    return bare_expression(re.sub(r"\\(?:[A-Za-z]+|.)|[{}]", " ", line).strip() or "x")
-
-
-_JOINING = {"or", "and"}
-# what joins several answers in one: "or"/"and" as words or as \text{ or }, a \quad
-_JOINED = re.compile(r"\s*(?:\\text\{\s*(?:or|and)\s*\}|\\q?quad|(?<![A-Za-z\\])(?:or|and)(?![A-Za-z]))\s*")
-
-
-def as_list(answer: str) -> str:
-    """Several answers joined by words, as the comma-separated list math-verify reads; any other answer as it is.
-
-    Example:
-        >>> as_list("f(x)=2 \\\\text{ or } f(x)=-2"), as_list("x = 2 or x = -2"), as_list("rock and roll")
-        ('f(x)=2, f(x)=-2', 'x = 2, x = -2', 'rock and roll')
-    """
-    parts = [part.strip(" ,") for part in _JOINED.split(answer)]
-    if len(parts) < 2 or not all(parts) or any(_is_prose(re.sub(r"\\[A-Za-z]+", " ", p)) for p in parts):
-        return answer
-    return ", ".join(parts)
-
-
 def _sentence(value: str, line: str) -> Answer:
     """What follows "the answer is": a number or a LaTeX span right after it, else the sentence, read for its math.
 
@@ -274,25 +220,16 @@ def _sentence(value: str, line: str) -> Answer:
     while (inner := _ANSWER_IS.search(value)) and inner.group(1).strip():
         value = inner.group(1)
     span = _LATEX_SPAN.match(value.strip())
-    if span and not _is_prose(next(g for g in span.groups() if g)):
+    if span and not is_prose(next(g for g in span.groups() if g)):
         value = next(g for g in span.groups() if g)  # "$1,250$. I hope it is correct": the span
     value = clean(value)
     number = re.match(rf"\s*({_NUMBER})\s*(\\?%)?(?![\w^/*(\\{{])", value)
     if number:
         return Answer(number.group(1).rstrip(",") + (number.group(2) or ""), "sentence", line=line)
     latex = _latex_only(value)
-    if latex is not None or bare_expression(value) or latex_expression(value) or not _is_prose(value):
+    if latex is not None or bare_expression(value) or latex_expression(value) or not is_prose(value):
         return Answer(clean(latex if latex is not None else value), "sentence", line=line)
     return Answer(value, "sentence", line=line, whole=True)
-
-
-def _is_prose(value: str) -> bool:
-    """Words in it (a run of 2+ letters that is no LaTeX command or math function): not an answer by itself."""
-    value = _ENVIRONMENT.sub(" ", value)  # \\begin{pmatrix}: a matrix, not the word "pmatrix"
-    return any(w.lower() not in _MATH_WORDS for w in re.findall(r"(?<![\\A-Za-z])[A-Za-z]{2,}", value))
-
-
-_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
 
 
 def find_answer(text: Any, fallback_last_number: bool = True, allow_multiple_boxed: bool = False) -> Answer | None:
@@ -321,7 +258,7 @@ def find_answer(text: Any, fallback_last_number: bool = True, allow_multiple_box
     if not fallback_last_number:  # only an explicitly stated answer counts
         return Answer("", "none", line=line)
     latex = _latex_only(line)
-    if latex is not None and clean(latex) and not _is_prose(latex):
+    if latex is not None and clean(latex) and not is_prose(latex):
         return Answer(clean(latex), "latex", line=line)
     if bare_expression(line) or latex_expression(line.rstrip(". ")):
         result = line.rstrip(". ").rsplit("=", 1)[-1].strip()  # "12 + 5 = 17": the number it comes to

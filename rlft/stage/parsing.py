@@ -146,12 +146,12 @@ def check_values(stage: str, resolved: dict[str, Any], defaults: dict[str, Any])
                 raise UserError(str(err)) from None
 
 
+TOKEN_IS_MODES = ("token_truncate", "token_mask")  # vllm_importance_sampling_mode values that weigh each token
+
+
 # Loss types that need another key set (found by training each loss type TRL 1.16 offers for two steps,
 # tests/test_loss_variants.py): TRL raises when the trainer is built, after the model loads, or only warns and
 # trains some other loss; refused at the parse instead, in one line that says what to set.
-TOKEN_IS_MODES = ("token_truncate", "token_mask")
-
-
 def check_loss_needs(stage: str, given: dict[str, Any]) -> None:
     """Refuse a loss type whose companion setting is missing, in one line.
 
