@@ -102,3 +102,11 @@ def test_prompt_column_errors_name_the_column(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", ROWS)
     with pytest.raises(UserError, match="already has a 'prompt' column"):
         load_splits(DataArguments(dataset_name=str(path), prompt_column="solution"))
+
+
+def test_system_prompt_opens_every_task_prompt():
+    splits = load_splits(DataArguments(dataset_name="task:arithmetic", num_train_samples=3, num_test_samples=2,
+                                       system_prompt="Be brief."))
+    for split in ("train", "test"):
+        assert [row["prompt"][0] for row in splits[split]] == [{"role": "system", "content": "Be brief."}] * len(
+            splits[split])

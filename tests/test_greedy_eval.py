@@ -67,6 +67,32 @@ def eval_texts(out: Path, step: int) -> list[str]:
     return [json.loads(line)["output"] for line in (out / "evals" / f"step-{step}.jsonl").read_text().splitlines()]
 
 
+def test_the_closing_check_answers_eval_samples_rows_in_batches_of_eval_batch_size(tmp_path, monkeypatch):
+    """``eval_samples``, ``eval_max_new_tokens`` and ``eval_batch_size`` reach the closing check's generation."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from rewards import make_accuracy
+    from rlft.core.arguments import EvalArguments, ModelArguments
+    from rlft.evaluation import closing
+
+    calls = []
+
+    def hf_completions(model, tokenizer, prompts, max_new_tokens, batch_size, chat_template_kwargs):
+        calls.append((len(prompts), max_new_tokens, batch_size))
+        return ["The answer is 2."] * len(prompts)
+
+    monkeypatch.setattr(closing, "hf_completions", hf_completions)
+    model = SimpleNamespace(disable_adapter=nullcontext, device="cpu")  # a peft model: the base is it, disabled
+    test = Dataset.from_list([{"prompt": [{"role": "user", "content": "1 + 1?"}], "answer": "2"}] * 12)
+    eval_args = EvalArguments(eval_samples=10, eval_max_new_tokens=7, eval_batch_size=3)
+    result = closing.evaluate_stage(model, None, test, eval_args, ModelArguments(), str(tmp_path), [make_accuracy()])
+    assert calls == [(10, 7, 3), (10, 7, 3)]  # the starting model, then the trained one
+    assert len((tmp_path / "before_after.jsonl").read_text().splitlines()) == 10 and result["table"]
+
+
 @pytest.mark.slow
 def test_sft_evaluates_at_the_right_steps_keeps_the_best_checkpoint_and_agrees_with_rlft_eval(tmp_path):
     from safetensors.torch import load_file
@@ -84,6 +110,7 @@ def test_sft_evaluates_at_the_right_steps_keeps_the_best_checkpoint_and_agrees_w
         "--reward_funcs", "[accuracy, tests.helpers:fading_reward]", "--eval_steps", "2",
         "--keep_best", "eval/fading_reward", "--final_model", "best", "--report_to", "tensorboard",
     ])
+    assert "table" not in manifest["results"] and not (out / "before_after.jsonl").exists()  # eval_before_after
     evals = [e for e in logged(out) if "eval/accuracy" in e]
     assert [e["step"] for e in evals] == [2, 4, 5]  # every 2 steps, and after the last
     assert [e["eval/fading_reward"] for e in evals] == pytest.approx([1.0, 0.5, 1 / 3])

@@ -152,3 +152,22 @@ def test_data_keys_for_the_other_kind_of_data_are_named():
     idle = check_settings("sft", args)
     assert [i.split(" (")[0] for i in idle] == ["test_size", "prompt_column"], idle
     assert idle[0].endswith("(only with file or hub data (a task: generator makes its own splits and prompts))")
+
+
+def test_keys_idle_on_this_data_or_machine_are_named():
+    # prompt_instruction words the prompts prompt_column builds; rows that come with prompts keep theirs
+    args = stage_args("grpo", "--dataset_name", "my.jsonl", "--prompt_instruction", "Box it.",
+                      tmp_path=Path("/tmp/unused"))
+    assert [i.split(" (")[0] for i in check_settings("grpo", args)] == ["task_kwargs", "prompt_instruction"]
+    # transformers turns pinned memory off with use_cpu, rlft's default without CUDA
+    args = stage_args("sft", "--dataloader_pin_memory", "false", tmp_path=Path("/tmp/unused"))
+    assert check_settings("sft", args) == ["dataloader_pin_memory (only with a CUDA device)"]
+
+
+def test_a_process_group_backend_in_one_process_is_one_line_naming_it(tmp_path):
+    proc = run_cmd(["python", "-m", "rlft.sft", STAGES["sft"], "--ddp_backend", "gloo", "--output_dir",
+                    str(tmp_path / "run")], timeout=120)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        ("error: ddp_backend: gloo is for a launch of several processes (accelerate launch --num_processes N, "
+        "launch/*.yaml); this is one process: drop it")], proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -318,3 +318,17 @@ def test_a_template_cloned_from_a_model_with_messages_rows_is_refused_before_loa
     with pytest.raises(Exception, match="chat_template_path: Qwen/Qwen3-0.6B is not a .jinja file"):
         sft.main(["recipes/sft.yaml", "--dataset_name", str(rows), "--chat_template_path", "Qwen/Qwen3-0.6B",
                   "--output_dir", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("column", ["solution", "answer"])
+def test_sft_target_column_names_the_column_trained_on(column, tmp_path):
+    """The completion SFTTrainer gets is the row's ``sft_target_column``, as the stage builds its rows."""
+    from rlft.core import data
+    from rlft.core.arguments import DataArguments
+    from rlft.stage.skeleton import StageArgs
+
+    args = StageArgs(*sft.parse(["recipes/sft.yaml", "--sft_target_column", column, "--output_dir", str(tmp_path)]))
+    train = data.load_splits(DataArguments(dataset_name="task:word_problems", num_train_samples=4,
+                                           num_test_samples=2))["train"]
+    rows = sft.sft_rows(args, train, tokenizer=None)
+    assert [row["completion"][0]["content"] for row in rows] == train[column]

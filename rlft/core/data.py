@@ -106,7 +106,7 @@ def load_splits(args: DataArguments, seed: int = 42):
 
     name = args.dataset_name
     if name.startswith("task:"):
-        return _task_splits(args, seed)
+        return with_system_prompt(_task_splits(args, seed), args.system_prompt)
     raw = _file_splits(args) if _looks_like_path(name) else _hub_splits(args)
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
     if train_name not in raw:

@@ -22,7 +22,10 @@ The tables shared by every stage are here; each stage's own table
 them. The parse applies them (:mod:`rlft.stage.parsing`).
 ``tests/test_settings.py`` walks every field of every stage and fails on one
 that is not listed, so a new TRL or transformers field cannot be accepted
-silently.
+silently; ``tests/test_key_effects.py`` changes every key that is not refused
+and fails when nothing the stage hands on changes (TRL's config, the rows,
+the ``from_pretrained`` call, the LoRA config, the engine's settings, the
+rewards), unless it names the test that shows the key's effect on a run.
 
 Example:
     >>> with_common_rules(GRPO_KEYS)["use_vllm"].kind
@@ -74,8 +77,8 @@ TRAINER_USED = _names("""
     project trackio_space_id trackio_bucket_id trackio_static_space_id save_only_model save_strategy save_steps
     save_on_each_node save_total_limit enable_jit_checkpoint push_to_hub hub_token hub_private_repo hub_model_id
     hub_strategy hub_always_push hub_revision ignore_data_skip restore_callback_states_from_checkpoint
-    full_determinism seed data_seed use_cpu accelerator_config parallelism_config dataloader_drop_last
-    dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor
+    full_determinism seed data_seed use_cpu accelerator_config dataloader_drop_last
+    dataloader_num_workers dataloader_persistent_workers dataloader_prefetch_factor
     dataloader_multiprocessing_context dataloader_in_order remove_unused_columns label_names
     train_sampling_strategy length_column_name ddp_find_unused_parameters ddp_bucket_cap_mb ddp_broadcast_buffers
     ddp_static_graph ddp_backend ddp_timeout fsdp fsdp_config deepspeed debug skip_memory_metrics local_rank
@@ -94,8 +97,21 @@ TRAINER_REFUSED = {
     "load_best_model_at_end": refused("use final_model: best (with keep_best)"),
     "do_train": refused("rlft stages always train; drop it"),
     "resume_from_checkpoint": refused("use resume: true (rlft finds the run's last complete checkpoint)"),
+    # transformers types it as accelerate's ParallelismConfig, which no YAML or flag value can be: any value set
+    # here reached TRL as a string and crashed the run when the config was first logged
+    "parallelism_config": refused("a recipe cannot build accelerate's ParallelismConfig: set parallelism in the "
+                                  "accelerate config you launch with (launch/*.yaml, docs/scaling.md)"),
     "logging_nan_inf_filter": refused("rlft logs a NaN loss as NaN so its training guard can stop the run"),
 }
+
+
+def _cuda(args: Any) -> bool:
+    return accelerator.cuda_available()
+
+
+# transformers sets it false whenever use_cpu is (rlft's default without CUDA): pinned memory only speeds copies
+# to a GPU
+CUDA_ONLY = {"dataloader_pin_memory": only_with("a CUDA device", _cuda)}
 
 
 def _peft(args: Any) -> bool:
@@ -135,8 +151,10 @@ RLFT = {
                 resume overwrite verbose memory_check system_prompt""", USED),
     # a task generates its own train and test rows, already as prompts; files and hub datasets are read
     "task_kwargs": only_with("task: data", _task),
-    **_names("dataset_config dataset_train_split dataset_test_split test_size prompt_column prompt_instruction",
+    **_names("dataset_config dataset_train_split dataset_test_split test_size prompt_column",
              only_with("file or hub data (a task: generator makes its own splits and prompts)", _files)),
+    # the instruction is added to the prompts prompt_column builds; rows that have prompts are left as they are
+    "prompt_instruction": only_with("prompt_column (file or hub data)", lambda a: _files(a) and bool(a.data.prompt_column)),
 }
 
 MODEL_LOADED_BY_RLFT = refused("rlft loads the model itself: use model_name_or_path, dtype, attn_implementation, "
@@ -252,6 +270,6 @@ def with_common_rules(stage_rules: Mapping[str, Rule]) -> dict[str, Rule]:
         >>> with_common_rules(SFT_KEYS)["sft_target_column"].kind, with_common_rules(DPO_KEYS)["sft_target_column"].kind
         ('used', 'refused')
     """
-    rules = {**TRAINER_USED, **TRAINER_REFUSED, **MODEL, **RLFT, **COMMON_TRL, **stage_rules}
+    rules = {**TRAINER_USED, **TRAINER_REFUSED, **CUDA_ONLY, **MODEL, **RLFT, **COMMON_TRL, **stage_rules}
     rules.setdefault("sft_target_column", NOT_SFT)
     return rules

@@ -95,7 +95,17 @@ def _compile(given: dict[str, Any]) -> str | None:
     return None
 
 
-CHECKS: list[Callable[[dict[str, Any]], str | None]] = [_attention, _report_to, _push, _liger, _compile]
+def _process_group(given: dict[str, Any]) -> str | None:
+    # transformers starts the backend's process group while it builds the config: with one process it crashed
+    # the parse with "Default process group has not been initialized"
+    if given.get("ddp_backend") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return (f"ddp_backend: {given['ddp_backend']} is for a launch of several processes (accelerate launch "
+                "--num_processes N, launch/*.yaml); this is one process: drop it")
+    return None
+
+
+CHECKS: list[Callable[[dict[str, Any]], str | None]] = [_attention, _report_to, _push, _liger, _compile,
+                                                        _process_group]
 
 
 def machine_problems(given: dict[str, Any]) -> list[str]:
