@@ -244,3 +244,15 @@ def test_keys_rlft_eval_would_not_read_are_refused_in_one_line(key, tmp_path):
                    "--output_dir", str(tmp_path / "e")])
     [line] = run.stderr.strip().splitlines()
     assert run.returncode == 2 and line.startswith(f"error: {key}: not used by rlft eval: "), line
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--pass_k", "[1, 4]"], "pass_k (only with pass_k_samples above 0)"),
+    (["--test_size", "0.3"], "test_size (only with file or hub data"),
+])
+def test_keys_idle_in_this_evaluation_are_named(flags, named):
+    from rlft.core import runtime
+
+    runtime.discard_deferred_warnings()
+    rlft_eval.parse(["recipes/eval_math.yaml", "--models", "base", *flags])
+    assert [note for note in runtime._deferred if named in note], list(runtime._deferred)

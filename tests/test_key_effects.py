@@ -16,6 +16,12 @@ own parsed groups:
 - ``lora``: the peft ``LoraConfig`` built from the recipe;
 - ``rewards``: the built rewards' scores on fixed completions.
 
+The two commands that read recipes like the stages, ``rlft pairs`` and
+``rlft eval``, are run whole for each key with their model loading and
+completion engine recorded instead of run (:class:`FakeEngine`): the engine's
+settings, what it was asked, the models loaded and the files written must
+differ (or the key is refused, naming it).
+
 A key whose effect only a run can show (``keep_best``, ``resume``,
 ``sync_check``, ...) names, in :data:`PROVEN_BY`, the test that shows it;
 this test checks that the named test exists and sets that key. A new key with
@@ -36,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from rlft.core import accelerator, data, models
+from rlft.core import accelerator, console, data, models
 from rlft.core.accelerator import RLFT_ENGINE
 from rlft.core.arguments import RewardArguments
 from rlft.core.errors import UserError
@@ -126,6 +132,8 @@ VALUES: dict[str, Any] = {
     "dataset_train_split": "validation",
     "dataset_test_split": "holdout",
     "task_kwargs": {"digits": 3},
+    "chat_template_kwargs": {"enable_thinking": False},
+    "sft_target_column": "answer",
     "tools": ["rlft.tools:calculator"],
     "environment": "examples.guess_number.env:GuessNumber",
     "sync_check_tolerance": 0.05,
@@ -148,6 +156,10 @@ STAGE_VALUES: dict[tuple[str, str], Any] = {
     ("sft", "loss_type"): "dft", ("grpo", "loss_type"): "bnpo", ("dpo", "loss_type"): ["ipo"],
     ("sft", "truncation_mode"): "keep_end", ("dpo", "truncation_mode"): "keep_end",
     ("grpo", "dataset_name"): "task:word_problems", ("grpo", "per_device_train_batch_size"): 16,
+    ("pairs", "dataset_name"): "task:word_problems", ("pairs", "min_score_gap"): 2.0,
+    ("pairs", "reward_funcs"): ["tests.helpers:length_reward", "accuracy"],
+    ("eval", "dataset_name"): "task:word_problems", ("eval", "eval_samples"): 4, ("eval", "pass_k"): [1, 2],
+    ("eval", "reward_kwargs"): {"accuracy": {"answer_column": "task"}}, ("eval", "bootstrap_resamples"): 3,
 }
 
 # The contexts that make a rule's condition hold (by the condition's words in rlft.stage.key_rules).
@@ -464,3 +476,193 @@ def test_a_key_proven_by_a_run_names_a_test_that_sets_it(key):
 def test_every_key_proven_by_a_run_is_a_key_some_stage_uses():
     used = {key for stage in STAGES for key, rule in rules_for(stage).items() if rule.kind != "refused"}
     assert set(PROVEN_BY) <= used, sorted(set(PROVEN_BY) - used)
+
+
+class FakeEngine:
+    """The completion engine of ``rlft pairs`` and ``rlft eval``, recorded: what it was started with, which models
+    it was given and what it was asked. The second sample of each arithmetic prompt is right (every sample of a
+    model other than the base), the others are ``x`` runs of different lengths."""
+
+    seen: typing.ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, engine, base_dir, tokenizer, max_new_tokens, batch_size, seed, vllm_gpu_memory_utilization,
+                 vllm_dtype, chat_template_kwargs):
+        FakeEngine.seen["started"] = as_data([engine, base_dir, max_new_tokens, batch_size, seed,
+                                              vllm_gpu_memory_utilization, vllm_dtype, chat_template_kwargs])
+        self.engine, self.dtype, self.model = engine, vllm_dtype, None
+        FakeEngine.seen["asked"], FakeEngine.seen["loaded"] = [], []
+
+    def load(self, model):
+        self.model = model
+        FakeEngine.seen["loaded"].append(as_data(model))
+
+    def generate(self, prompts, samples=1, temperature=0.0, seed=0):
+        FakeEngine.seen["asked"].append(as_data([prompts, samples, temperature, seed]))
+        trained = "base" not in json.dumps(as_data(self.model)) and self.model is not None
+        return [self.right(prompt) if s == 1 or (trained and i % 2) else "x" * (20 * s)
+                for i, prompt in enumerate(prompts) for s in range(samples)]
+
+    @staticmethod
+    def right(prompt: Any) -> str:
+        """The right answer to an arithmetic prompt."""
+        import re
+
+        found = re.search(r"(\d+) ([-+]) (\d+)", json.dumps(prompt))
+        if not found:
+            return "no sum here"
+        a, op, b = found.groups()
+        return f"The answer is {int(a) + int(b) if op == '+' else int(a) - int(b)}."
+
+    def describe(self):
+        return {"engine": self.engine, "dtype": self.dtype}
+
+    def close(self):
+        pass
+
+
+def observe_pairs(argv: list[str], root: Path, hub_calls: list, occupied: bool = False) -> dict[str, Any]:
+    """What ``rlft pairs`` does with ``argv``: the model it loads, the engine it asks, the files it writes
+    (``occupied``: its output directory holds an earlier run's file)."""
+    from rlft.commands import pairs
+
+    for old in root.iterdir():
+        shutil.rmtree(old)
+    if occupied:
+        (root / "pairs").mkdir()
+        (root / "pairs" / "old.txt").write_text("an earlier run")
+    FakeEngine.seen.clear()
+    verbose = console._State.verbose
+    real_engine, real_load = pairs.CompletionEngine, models.load_model
+    pairs.CompletionEngine = FakeEngine
+    models.load_model = lambda name, dtype=None, **kwargs: ("model", name, dtype, as_data(kwargs))
+    try:
+        manifest = pairs.main(argv)
+    except UserError as err:
+        return {"refused": str(err)}
+    finally:
+        pairs.CompletionEngine, models.load_model = real_engine, real_load
+        FakeEngine.seen["console_verbose"], console._State.verbose = console._State.verbose, verbose
+    written = {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("pairs.jsonl"))}
+    loaded_from = [as_data(call) for call in hub_calls]
+    hub_calls.clear()
+    return {**as_data(FakeEngine.seen), "hub": loaded_from, "written": written, "results": manifest["results"]}
+
+
+@pytest.mark.slow  # ~30 s: every key's run of rlft pairs, the model and engine faked
+def test_every_key_rlft_pairs_takes_changes_what_it_loads_asks_or_writes(tmp_path, hub):
+    from rlft.commands import pairs
+    from rlft.stage.key_rules import RLFT
+
+    root = tmp_path / "out"
+    root.mkdir()
+    base = ["recipes/pairs.yaml", "--output_dir", str(root / "pairs"), "--num_train_samples", "6",
+            "--reward_funcs", "[tests.helpers:length_reward]"]
+    befores: dict[tuple, dict[str, Any]] = {}
+    parsed = {f.name: (cls, f) for cls in (pairs.DataArguments, pairs.ModelArguments, pairs.RewardArguments,
+                                           pairs.RunArguments, pairs.PairsArguments) for f in fields(cls)}
+    parts, _ = pairs.parse(base)
+    no_effect = []
+    occupied = observe_pairs(base, root, hub, occupied=True)  # overwrite's effect: an occupied directory is run
+    assert "--overwrite" in occupied["refused"], occupied
+    assert "refused" not in observe_pairs([*base, "--overwrite", "true"], root, hub, occupied=True)
+    for key, (cls, field) in sorted(parsed.items()):
+        if key == "overwrite":
+            continue
+        current = next(getattr(p, key) for p in parts if hasattr(p, key))
+        value = str(root / "elsewhere") if key == "output_dir" else changed_value("pairs", key,
+                                                                                 type_hints(cls).get(key), current)
+        if value is None or value == current:
+            no_effect.append(f"{key} (no value to try)")
+            continue
+        rule = RLFT.get(key)
+        argv = base + (context_flags(rule.why) if rule and rule.kind == "only_with" else [])
+        if tuple(argv) not in befores:
+            befores[tuple(argv)] = observe_pairs(argv, root, hub)
+        before = befores[tuple(argv)]
+        assert "refused" not in before, before
+        after = observe_pairs([*argv, f"--{key}", flag(value)], root, hub)
+        if "refused" in after:
+            if key not in after["refused"]:
+                no_effect.append(f"{key} (refused without naming it: {after['refused'][:100]})")
+        elif after == before:
+            no_effect.append(key)
+    assert not no_effect, f"rlft pairs: changing these keys changed nothing it loads, asks or writes: {no_effect}"
+
+
+def observe_eval(argv: list[str], root: Path, hub_calls: list, clean: bool = True) -> dict[str, Any]:
+    """What ``rlft eval`` does with ``argv``: the engine it asks, the models it loads, the results it writes."""
+    from rlft import eval as rlft_eval
+    from rlft.evaluation import compare
+
+    for old in root.iterdir() if clean else ():
+        shutil.rmtree(old)
+    FakeEngine.seen.clear()
+    real_engine, real_load = compare.CompletionEngine, models.load_model
+    compare.CompletionEngine = FakeEngine
+    models.load_model = lambda name, dtype=None, **kwargs: ("model", "base" if name == BASE else name, dtype)
+    try:
+        rlft_eval.main(argv)
+    except UserError as err:
+        return {"refused": str(err)}
+    finally:
+        compare.CompletionEngine, models.load_model = real_engine, real_load
+    written = {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
+               if p.name in ("results.json", "samples.jsonl")}
+    loaded_from = [as_data(call) for call in hub_calls]
+    hub_calls.clear()
+    return {**as_data(FakeEngine.seen), "hub": loaded_from, "written": written}
+
+
+BASE = str(models.resolve_model("bundled:smollm2-135m-instruct").base)
+EVAL_PROVEN_BY = {
+    "sweep": "test_eval.py::test_sweep_evaluates_every_checkpoint",
+    # the tool loop every evaluation answers through (the fake engine here calls no tools)
+    "max_turns": "test_tools.py::test_tool_loop_appends_masks_and_counts",
+    "tool_timeout": "test_tools.py::test_a_tool_that_raises_or_hangs_is_counted_and_its_error_is_a_message",
+}
+EVAL_CONTEXTS = {"pass_k": ["--pass_k_samples", "4"], "pass_k_temperature": ["--pass_k_samples", "4"]}
+
+
+@pytest.mark.slow  # ~45 s: every key's run of rlft eval, the model and engine faked
+def test_every_key_rlft_eval_takes_changes_what_it_asks_loads_or_writes(tmp_path, hub):
+    from rlft import eval as rlft_eval
+    from rlft.stage.key_rules import RLFT
+
+    root = tmp_path / "out"
+    root.mkdir()
+    base = ["recipes/eval_math.yaml", "--models", "[base, runs/trained]", "--output_dir", str(root / "eval"),
+            "--num_test_samples", "8", "--eval_samples", "12", "--bootstrap_resamples", "50"]
+    parts, _ = rlft_eval.parse(base)
+    parsed = {f.name: (type(p), f) for p in parts for f in fields(p)}
+    befores: dict[tuple, dict[str, Any]] = {}
+    no_effect = []
+    for key, (cls, _) in sorted(parsed.items()):
+        if key in EVAL_PROVEN_BY or key in rlft_eval.NOT_READ or key == "overwrite":
+            continue
+        current = next(getattr(p, key) for p in parts if hasattr(p, key))
+        value = {"output_dir": str(root / "elsewhere"), "models": ["base"],
+                 "model_name_or_path": str(tiny_model_dir())}.get(key) or changed_value(
+                     "eval", key, type_hints(cls).get(key), current)
+        if value is None or value == current:
+            no_effect.append(f"{key} (no value to try)")
+            continue
+        rule = RLFT.get(key)
+        argv = base + (context_flags(rule.why) if rule and rule.kind == "only_with" else []) + EVAL_CONTEXTS.get(
+            key, [])
+        if tuple(argv) not in befores:
+            befores[tuple(argv)] = observe_eval(argv, root, hub)
+        before = befores[tuple(argv)]
+        assert "refused" not in before, before
+        after = observe_eval([*argv, f"--{key}", flag(value)], root, hub)
+        if "refused" in after:
+            if key not in after["refused"]:
+                no_effect.append(f"{key} (refused without naming it: {after['refused'][:100]})")
+        elif after == before:
+            no_effect.append(key)
+    for flags, refused in (([], True), (["--overwrite", "true"], False)):  # overwrite: an earlier report replaced
+        for old in root.iterdir():
+            shutil.rmtree(old)
+        (root / "eval").mkdir()
+        (root / "eval" / "old.txt").write_text("an earlier report")
+        assert ("--overwrite" in observe_eval([*base, *flags], root, hub, clean=False).get("refused", "")) == refused
+    assert not no_effect, f"rlft eval: changing these keys changed nothing it asks, loads or writes: {no_effect}"

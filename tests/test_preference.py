@@ -65,7 +65,7 @@ def test_pairs_arguments_refuse_settings_that_cannot_make_pairs(key, value, need
 # -- stages on the tiny model (mechanics; tests/helpers.tiny_model_dir) ----------------------------
 
 TINY_MODEL = ["--model_name_or_path", str(tiny_model_dir())]
-PAIRS_FAST = [*TINY_MODEL, "--num_train_samples", "6", "--num_test_samples", "2", "--samples_per_prompt", "4",
+PAIRS_FAST = [*TINY_MODEL, "--num_train_samples", "6", "--samples_per_prompt", "4",
               "--max_new_tokens", "12", "--engine", "hf", "--min_score_gap", "0.01",
               "--reward_funcs", "[accuracy, tests.helpers:length_reward]"]
 STAGE_FAST = [*TINY_MODEL, "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
@@ -350,3 +350,16 @@ def test_pairs_loads_the_policy_with_the_recipes_revision_and_attention():
     options = load_options(ModelArguments(model_revision="v2", attn_implementation="eager"),
                            {"model_revision": "v2", "attn_implementation": "eager"})
     assert (options.revision, options.attn_implementation, options.quantization) == ("v2", "eager", {})
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--num_test_samples", "5"], "num_test_samples: not used by rlft pairs: it samples from the train split only"),
+    (["--memory_check", "warn"], "memory_check: not used by rlft pairs: it makes no memory plan"),
+])
+def test_keys_rlft_pairs_never_reads_are_refused_in_one_line(flags, message, tmp_path):
+    from tests.conftest import run_cmd
+
+    run = run_cmd([".venv/bin/rlft", "pairs", "recipes/pairs.yaml", *flags, "--output_dir", str(tmp_path / "p")])
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), run.stderr
+    assert not (tmp_path / "p").exists()

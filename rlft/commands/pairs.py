@@ -44,10 +44,11 @@ from rlft.core.loading import LoadOptions
 from rlft.core.manifest import write_run_files
 from rlft.core.recipe import parse_recipe
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir
-from rlft.core.runtime import log_deferred_warnings, setup_logging
+from rlft.core.runtime import defer_warning, log_deferred_warnings, setup_logging
 from rlft.evaluation.generation import CompletionEngine
 from rlft.stage import input_checks
 from rlft.stage.machine_checks import refuse_machine
+from rlft.stage.parsing import idle_data_keys
 
 logger = logging.getLogger("rlft.commands.pairs")
 
@@ -128,9 +129,24 @@ def as_completions(prompts: list[Any], texts: list[str], k: int) -> list[Any]:
             for i, text in enumerate(texts)]
 
 
+#: Keys rlft pairs parses with the groups it shares with the stages, and never reads.
+NOT_READ = {
+    "num_test_samples": "it samples from the train split only (num_train_samples)",
+    "sft_target_column": "it scores sampled answers with the recipe's rewards; SFT targets are not read",
+    "memory_check": "it makes no memory plan (rlft plan is for the training stages)",
+}
+
+
 def parse(argv: Sequence[str] | None):
     types = [DataArguments, ModelArguments, RewardArguments, RunArguments, PairsArguments]
-    return parse_recipe(types, argv, prog="rlft pairs")
+    (data_args, *rest), recipe = parse_recipe(types, argv, prog="rlft pairs")
+    for key, why in NOT_READ.items():
+        if key in recipe:
+            raise UserError(f"{key}: not used by rlft pairs: {why}; drop it")
+    idle = idle_data_keys(data_args, recipe)
+    if idle:
+        defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
+    return (data_args, *rest), recipe
 
 
 #: Model keys of training (an adapter, a quantized base to train it on): pairs sample from the model as it is.
@@ -163,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     options = load_options(model_args, recipe)
     recipe_file = argv[0] if argv and not argv[0].startswith("--") else "command line"
 
-    setup_logging("info")
+    setup_logging("info", verbose=run_args.verbose)
     check_output_dir(args.output_dir, run_args)
     log_deferred_warnings()
     train = data.load_splits(data_args, seed=args.seed)["train"]

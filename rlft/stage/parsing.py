@@ -38,7 +38,7 @@ import rewards
 from rlft.core.errors import UserError
 from rlft.core.recipe import coerce_recipe, help_text, instances_from, recipe_sources
 from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
-from rlft.stage import key_table
+from rlft.stage import key_rules, key_table
 from rlft.stage.input_checks import check_closing_launch, check_counts, check_eval_settings
 from rlft.stage.machine_checks import refuse_machine
 from rlft.stage.registry import rules_for
@@ -241,3 +241,17 @@ def idle_keys(stage: str, args: Any) -> list[str]:
         if rule.kind == "only_with" and not rule.holds(args):
             idle.append(f"{key} (only with {rule.why})")
     return idle
+
+
+def idle_data_keys(data_args: Any, recipe: dict[str, Any]) -> list[str]:
+    """The data keys ``recipe`` sets that this kind of data does not read, for a command that loads data as the
+    stages do (``rlft pairs``, ``rlft eval``): a task's own splits and prompts, a file's ``task_kwargs``.
+
+    Example:
+        >>> from rlft.core.arguments import DataArguments
+        >>> idle_data_keys(DataArguments(dataset_name="task:arithmetic"), {"test_size": 0.2})
+        ['test_size (only with file or hub data (a task: generator makes its own splits and prompts))']
+    """
+    holds = SimpleNamespace(data=data_args)
+    return [f"{key} (only with {rule.why})" for key, rule in key_rules.RLFT.items()
+            if key in recipe and rule.kind == "only_with" and not rule.holds(holds)]
