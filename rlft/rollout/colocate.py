@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rlft.core.errors import UserError, one_line
-from rlft.rollout.engine import (
+from rlft.rollout.sync_check import (
     PROBE_COMPLETION_TOKENS,
     probe_scores,
     sync_check_summary,

@@ -6,13 +6,13 @@ after a sync: nothing crashes, the importance-sampling ratios absorb part of
 it, and the run learns less or not at all. So after every
 ``engine.sync_weights(policy)`` rlft scores a fixed token sequence (the
 *probe*: the first rollout's first prompt and the start of its completion,
-:data:`rlft.rollout.engine.PROBE_COMPLETION_TOKENS`) twice, with the engine
+:data:`rlft.rollout.sync_check.PROBE_COMPLETION_TOKENS`) twice, with the engine
 (vLLM's prompt logprobs, one forward pass) and with the trainer's model
 (a no-grad forward in eval mode, so no dropout), both at temperature 1, and
 takes the per-token absolute difference of the two logprobs. Its mean and
 max are logged as ``sync/logprob_gap`` and ``sync/logprob_gap_max``. A mean
 above the engine's tolerance (``sync_check_tolerance``; ``auto`` is
-:data:`rlft.rollout.engine.SYNC_TOLERANCE` by precision) raises
+:data:`rlft.rollout.sync_check.SYNC_TOLERANCE` by precision) raises
 :class:`SyncDrift`, which the stage turns into a checkpoint and a one-line
 exit 3 (:meth:`rlft.stage.run.StageRun.train`).
 
