@@ -7,7 +7,7 @@ STAMP := $(VENV)/.rlft-installed
 EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft demo-tools pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-memory bench-docs lint clean
+.PHONY: constraints key-table setup test test-fast test-python gpu-smoke demo demo-sft demo-tools pipeline bench bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-memory bench-canary bench-losses bench-docs lint clean
 
 setup: $(STAMP)
 
@@ -75,9 +75,10 @@ demo-sft: setup
 	$(VENV)/bin/rlft sft recipes/sft.yaml --output_dir runs/demo-sft --overwrite
 
 # Speed targets live here, as ratios against the stock alternative measured in the same run.
-# All seven take ~3 h on 2 CPU cores (bench-learning: 3 seeds, ~95 min); results land in bench/results/*.json
+# All nine take ~3.5 h on 2 CPU cores (bench-learning: 3 seeds, ~95 min); results land in bench/results/*.json
 # (committed); `make bench-docs` rewrites the docs' tables from them.
-bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-memory
+bench: bench-rewards bench-rollout bench-step bench-buckets bench-learning bench-refusal bench-memory bench-canary \
+	bench-losses
 
 bench-rewards: setup
 	$(PY) tests/bench/bench_rewards.py
@@ -102,6 +103,14 @@ bench-docs: setup
 # The memory plan against the measured peak of short runs on the bundled model (~15 min).
 bench-memory: setup
 	$(PY) tests/bench/bench_memory.py
+
+# What the sync check tells apart per engine dtype: a synced engine vs one a step behind (~20 min).
+bench-canary: setup
+	$(PY) tests/bench/bench_canary.py
+
+# Every GRPO loss variant, two steps on the bundled model with the vLLM engine (~15 min).
+bench-losses: setup
+	$(PY) tests/bench/bench_losses.py
 
 # A bad recipe as a user meets it: stderr lines and seconds to refuse, now vs a baseline commit (~3 min).
 bench-refusal: setup

@@ -51,6 +51,25 @@ def test_tolerance_follows_the_lower_precision():
     assert SYNC_TOLERANCE["float32"] < SYNC_TOLERANCE["bfloat16"]
 
 
+def test_each_tolerance_sits_where_the_measured_gaps_put_it_and_the_run_says_what_it_catches():
+    """``make bench-canary``: per engine dtype, a synced engine's largest gap and a step-behind engine's smallest."""
+    import json
+
+    from rlft.rollout.sync_check import SYNC_TOLERANCE, catches, sync_check_summary
+    from tests.conftest import REPO
+
+    measured = json.loads((REPO / "bench" / "results" / "canary.json").read_text())["dtypes"]
+    f32 = measured["float32"]["summary"]["gap to the float32 trainer"]
+    assert f32["synced_max"] < SYNC_TOLERANCE["float32"] < f32["behind_min"]  # one step behind is caught
+    bf16 = measured["bfloat16"]["summary"]
+    assert all(s["separation"] < 2 for s in bf16.values())  # no bf16 statistic told one step from rounding
+    assert bf16["gap to the float32 trainer"]["synced_max"] < SYNC_TOLERANCE["bfloat16"]  # healthy syncs pass
+    engine = type("E", (), {"sync_check": True, "sync_tolerance": SYNC_TOLERANCE["bfloat16"], "probe": [1, 2],
+                            "sync_checks": []})()
+    assert "far behind, not one step" in sync_check_summary(engine)["catches"]
+    assert catches(SYNC_TOLERANCE["float32"]) == "an engine one step behind"
+
+
 class ProbeEngine:
     """Scores the probe with a model of its own: the trainer's (a good sync) or another (a broken one)."""
 

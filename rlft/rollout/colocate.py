@@ -32,6 +32,7 @@ from typing import Any
 from rlft.core.errors import UserError, one_line
 from rlft.rollout.sync_check import (
     PROBE_COMPLETION_TOKENS,
+    catches,
     probe_scores,
     sync_check_summary,
     sync_tolerance,
@@ -67,6 +68,9 @@ class ColocateEngine:
         self.dtype = str(generation.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self.sync_check = rollout.sync_check
         self.sync_tolerance = sync_tolerance(rollout.sync_check_tolerance, self.dtype, bf16)
+        if self.sync_check:
+            logger.info("sync check: tolerance %g nats/token, catches %s", self.sync_tolerance,
+                        catches(self.sync_tolerance))
         self.probe: list[int] | None = None
         self.syncs = 0
         self.sync_checks: list[dict[str, float]] = []

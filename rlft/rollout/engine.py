@@ -64,6 +64,7 @@ from rlft.rollout.merged_weights import MergedWeightsFile, write_merged_weights
 from rlft.rollout.sync_check import (  # noqa: F401 - the sync check's API, re-exported
     PROBE_COMPLETION_TOKENS,
     SYNC_TOLERANCE,
+    catches,
     probe_scores,
     sync_check_summary,
     sync_tolerance,
@@ -204,6 +205,9 @@ class VLLMEngine:
         # the sync check (rlft.training.sync_canary): its probe is set by the first rollout
         self.sync_check = args.sync_check
         self.sync_tolerance = sync_tolerance(args.sync_check_tolerance, dtype, cfg.bf16)
+        if self.sync_check:
+            logger.info("sync check: tolerance %g nats/token, catches %s", self.sync_tolerance,
+                        catches(self.sync_tolerance))
         self.probe: list[int] | None = None
         self.sync_checks: list[dict[str, float]] = []
         began = time.perf_counter()
