@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-DOCS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
+DOCS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "stages.md")
 
 
 def pct(x: float | None) -> str:
@@ -194,6 +194,32 @@ def buckets_table(result: dict) -> str:
          f"| {secs['buckets']} s (**{result['time_vs_one_pass']}x**) |")])
 
 
+def canary_table(result: dict) -> str:
+    """docs/stages.md: per engine dtype and statistic, a synced engine's largest figure vs a step-behind one's."""
+    lines = [measured_on(result), "",
+             "| engine dtype | statistic | synced engine, largest | one step behind, smallest | separation |",
+             "|---|---|---|---|---|"]
+    for dtype, data in result["dtypes"].items():
+        for name, row in data["summary"].items():
+            apart = f"{row['separation']:,.0f}" if row["separation"] >= 10 else f"{row['separation']:.2f}"
+            lines.append(f"| {dtype} | {name} | {row['synced_max']:.2g} | {row['behind_min']:.2g} | {apart}x |")
+    syncs = {dtype: len(data["syncs"]) for dtype, data in result["dtypes"].items()}
+    return "\n".join([*lines, "", "Syncs measured (after a step that trained): " +
+                      ", ".join(f"{dtype} {n}" for dtype, n in syncs.items()) + "."])
+
+
+def losses_table(result: dict) -> str:
+    """docs/stages.md: each GRPO loss variant's two steps on the bundled model with the vLLM engine."""
+    lines = [measured_on(result), "",
+             "| variant | engine | losses (steps 1, 2) | adapter moved | sync gap (tolerance) | seconds |",
+             "|---|---|---|---|---|---|"]
+    for row in result["variants"]:
+        gap = "-" if row["sync_gap"] is None else f"{row['sync_gap']:.2g} ({row['sync_tolerance']:g})"
+        lines.append(f"| {row['variant']} | {row['engine']} | {', '.join(f'{v:.4g}' for v in row['losses'])} | "
+                     f"{'yes' if row['adapter_moved'] else '**no**'} | {gap} | {row['seconds']} |")
+    return "\n".join(lines)
+
+
 TARGETS = {"grpo_step": "bench-step", "length_buckets": "bench-buckets"}  # make targets whose name differs
 RENDER: dict[tuple[str, str], Callable[[dict], str]] = {
     ("docs/benchmarks.md", "refusal"): refusal_table,
@@ -204,6 +230,8 @@ RENDER: dict[tuple[str, str], Callable[[dict], str]] = {
     ("docs/benchmarks.md", "grpo_step"): step_table,
     ("docs/benchmarks.md", "length_buckets"): buckets_table,
     ("README.md", "learning"): learning_readme,
+    ("docs/stages.md", "canary"): canary_table,
+    ("docs/stages.md", "losses"): losses_table,
 }
 
 
