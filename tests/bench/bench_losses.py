@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,21 +26,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.common import write_result
+from tests.bench.common import ROOT, write_result
 from tests.test_loss_variants import GRPO_VARIANTS, adapter_moved, losses
 
 # VESPO weighs sequences itself: with the vLLM engine TRL wants token-level importance sampling
 ENGINE_NEEDS = {"vespo": ["--vllm_importance_sampling_mode", "token_truncate"]}
+# two prompts x 8 completions of up to 32 tokens per step: the recipe's sampling, a smaller batch
 RUN = ["recipes/math.yaml", "--max_steps", "2", "--logging_steps", "1", "--save_strategy", "no", "--report_to",
        "none", "--eval_before_after", "false", "--num_train_samples", "64", "--engine", "vllm",
+       "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1", "--max_completion_length", "32",
        "--reward_funcs", "[tests.helpers:length_reward]", "--reward_weights", "[1.0]"]
 
 
 def run_variant(name: str, overrides: list[str], out: Path) -> dict[str, Any]:
-    from rlft import grpo
-
+    """One variant in a process of its own (an engine's memory is not all returned to the system when it closes)."""
     began = time.perf_counter()
-    manifest = grpo.main([*RUN, *overrides, *ENGINE_NEEDS.get(name, []), "--output_dir", str(out)])
+    argv = [sys.executable, "-m", "rlft.grpo", *RUN, *overrides, *ENGINE_NEEDS.get(name, []), "--output_dir", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        return {"variant": name, "error": done.stderr.strip().splitlines()[-1:], "finite": False,
+                "adapter_moved": False, "sync_ok": False, "engine": None, "losses": [], "sync_gap": None,
+                "sync_tolerance": None, "overrides": overrides, "seconds": round(time.perf_counter() - began, 1)}
+    manifest = json.loads((out / "rlft_manifest.json").read_text())
     logged = losses(out)
     rollout = manifest["results"]["rollout"]
     check = rollout.get("sync_check") or {}
