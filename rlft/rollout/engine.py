@@ -80,7 +80,6 @@ from rlft.rollout.vllm_runtime import (
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RolloutArguments:
     """Which engine generates GRPO's completions, and how vLLM follows the policy.
