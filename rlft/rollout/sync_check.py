@@ -25,7 +25,7 @@ PROBE_COMPLETION_TOKENS = 32  # the sync check's probe: the first rollout's firs
 # bfloat16 the engine's own rounding was up to 0.055 and a step behind 0.062 at least (1.12x apart over 4 syncs;
 # comparing the engine's move over a sync with the trainer's did worse, 0.52x): no tolerance tells one step from
 # noise there, so 0.2 (2.7x above the largest healthy bf16 gap of earlier runs, 0.074) catches an engine far
-# behind, and the run says so (:func:`catches`); a float32 engine is the one-step check.
+# behind, and the run says so (:func:`catches`); an engine and a trainer in float32 are the one-step check.
 SYNC_TOLERANCE = {"float32": 1e-3, "bfloat16": 0.2}
 
 
@@ -61,7 +61,8 @@ def catches(tolerance: float) -> str:
     if tolerance <= SYNC_TOLERANCE["float32"]:
         return "an engine one step behind"
     return ("an engine far behind, not one step: in bfloat16 the engine's rounding is as large as a step of "
-            "learning (bench/results/canary.json); vllm_dtype: float32 checks to one step")
+            "learning (bench/results/canary.json); an engine and a trainer in float32 (vllm_dtype: float32, "
+            "bf16: false) check to one step")
 
 
 def sync_check_summary(engine: Any) -> dict[str, Any] | None:
