@@ -31,8 +31,10 @@ from tests.test_loss_variants import GRPO_VARIANTS, adapter_moved, losses
 
 # VESPO weighs sequences itself: with the vLLM engine TRL wants token-level importance sampling
 ENGINE_NEEDS = {"vespo": ["--vllm_importance_sampling_mode", "token_truncate"]}
-# two prompts x 8 completions of up to 32 tokens per step: the recipe's sampling, a smaller batch
-RUN = ["recipes/math.yaml", "--max_steps", "2", "--logging_steps", "1", "--save_strategy", "no", "--report_to",
+# two prompts x 8 completions of up to 32 tokens per step: the recipe's sampling, a smaller batch; no warmup, so
+# that step 1 trains: the sync checked after it follows a real update, and step 2's KL term has a policy to measure
+RUN = ["recipes/math.yaml", "--max_steps", "2", "--warmup_steps", "0", "--logging_steps", "1", "--save_strategy", "no",
+       "--report_to",
        "none", "--eval_before_after", "false", "--num_train_samples", "64", "--engine", "vllm",
        "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1", "--max_completion_length", "32",
        "--reward_funcs", "[tests.helpers:length_reward]", "--reward_weights", "[1.0]"]
