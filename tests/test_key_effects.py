@@ -538,16 +538,54 @@ class FakeEngine:
         pass
 
 
+def fresh(root: Path, occupied: str | None = None) -> None:
+    """``root`` emptied; with ``occupied``, that output directory under it holds an earlier run's file."""
+    for old in root.iterdir():
+        shutil.rmtree(old)
+    if occupied:
+        (root / occupied).mkdir()
+        (root / occupied / "old.txt").write_text("an earlier run")
+
+
+def command_keys_without_effect(command: str, parts: list[Any], base: list[str], observe: Any,
+                                values: dict[str, Any], skip: set[str], contexts: dict[str, list[str]]) -> list[str]:
+    """The keys of a command's parsed ``parts`` whose change changes nothing ``observe(argv)`` sees (or that are
+    refused without being named); ``overwrite``'s effect, an occupied output directory run, is checked too."""
+    from rlft.stage.key_rules import RLFT
+
+    assert "--overwrite" in observe(base, occupied=True)["refused"]
+    assert "refused" not in observe([*base, "--overwrite", "true"], occupied=True)
+    befores: dict[tuple, dict[str, Any]] = {}
+    no_effect = []
+    fields_of = {f.name: (type(p), getattr(p, f.name)) for p in parts for f in fields(p)}
+    for key, (cls, current) in sorted(fields_of.items()):
+        if key in skip or key == "overwrite":
+            continue
+        value = values.get(key) or changed_value(command, key, type_hints(cls).get(key), current)
+        if value is None or value == current:
+            no_effect.append(f"{key} (no value to try)")
+            continue
+        rule = RLFT.get(key)
+        argv = base + (context_flags(rule.why) if rule and rule.kind == "only_with" else []) + contexts.get(key, [])
+        if tuple(argv) not in befores:
+            befores[tuple(argv)] = steady(lambda a=argv: observe(a))
+        before = befores[tuple(argv)]
+        assert "refused" not in before, before
+        after = observe([*argv, f"--{key}", flag(value)])
+        if "refused" in after:
+            if key not in after["refused"]:
+                no_effect.append(f"{key} (refused without naming it: {after['refused'][:100]})")
+        elif after == before:
+            no_effect.append(key)
+    return no_effect
+
+
 def observe_pairs(argv: list[str], root: Path, hub_calls: list, occupied: bool = False) -> dict[str, Any]:
     """What ``rlft pairs`` does with ``argv``: the model it loads, the engine it asks, the files it writes
     (``occupied``: its output directory holds an earlier run's file)."""
     from rlft.commands import pairs
 
-    for old in root.iterdir():
-        shutil.rmtree(old)
-    if occupied:
-        (root / "pairs").mkdir()
-        (root / "pairs" / "old.txt").write_text("an earlier run")
+    fresh(root, "pairs" if occupied else None)
     FakeEngine.seen.clear()
     hub_calls.clear()
     verbose = console._State.verbose
@@ -570,51 +608,25 @@ def observe_pairs(argv: list[str], root: Path, hub_calls: list, occupied: bool =
 @pytest.mark.slow  # ~30 s: every key's run of rlft pairs, the model and engine faked
 def test_every_key_rlft_pairs_takes_changes_what_it_loads_asks_or_writes(tmp_path, hub):
     from rlft.commands import pairs
-    from rlft.stage.key_rules import RLFT
 
     root = tmp_path / "out"
     root.mkdir()
     base = ["recipes/pairs.yaml", "--output_dir", str(root / "pairs"), "--num_train_samples", "6",
             "--reward_funcs", "[tests.helpers:length_reward]"]
-    befores: dict[tuple, dict[str, Any]] = {}
-    parsed = {f.name: (cls, f) for cls in (pairs.DataArguments, pairs.ModelArguments, pairs.RewardArguments,
-                                           pairs.RunArguments, pairs.PairsArguments) for f in fields(cls)}
     parts, _ = pairs.parse(base)
-    no_effect = []
-    occupied = observe_pairs(base, root, hub, occupied=True)  # overwrite's effect: an occupied directory is run
-    assert "--overwrite" in occupied["refused"], occupied
-    assert "refused" not in observe_pairs([*base, "--overwrite", "true"], root, hub, occupied=True)
-    for key, (cls, field) in sorted(parsed.items()):
-        if key == "overwrite":
-            continue
-        current = next(getattr(p, key) for p in parts if hasattr(p, key))
-        value = str(root / "elsewhere") if key == "output_dir" else changed_value("pairs", key,
-                                                                                 type_hints(cls).get(key), current)
-        if value is None or value == current:
-            no_effect.append(f"{key} (no value to try)")
-            continue
-        rule = RLFT.get(key)
-        argv = base + (context_flags(rule.why) if rule and rule.kind == "only_with" else [])
-        if tuple(argv) not in befores:
-            befores[tuple(argv)] = steady(lambda a=argv: observe_pairs(a, root, hub))
-        before = befores[tuple(argv)]
-        assert "refused" not in before, before
-        after = observe_pairs([*argv, f"--{key}", flag(value)], root, hub)
-        if "refused" in after:
-            if key not in after["refused"]:
-                no_effect.append(f"{key} (refused without naming it: {after['refused'][:100]})")
-        elif after == before:
-            no_effect.append(key)
+    no_effect = command_keys_without_effect(
+        "pairs", parts, base, lambda argv, occupied=False: observe_pairs(argv, root, hub, occupied),
+        values={"output_dir": str(root / "elsewhere")}, skip=set(), contexts={})
     assert not no_effect, f"rlft pairs: changing these keys changed nothing it loads, asks or writes: {no_effect}"
 
 
-def observe_eval(argv: list[str], root: Path, hub_calls: list, clean: bool = True) -> dict[str, Any]:
-    """What ``rlft eval`` does with ``argv``: the engine it asks, the models it loads, the results it writes."""
+def observe_eval(argv: list[str], root: Path, hub_calls: list, occupied: bool = False) -> dict[str, Any]:
+    """What ``rlft eval`` does with ``argv``: the engine it asks, the models it loads, the results it writes
+    (``occupied``: its output directory holds an earlier report's file)."""
     from rlft import eval as rlft_eval
     from rlft.evaluation import compare
 
-    for old in root.iterdir() if clean else ():
-        shutil.rmtree(old)
+    fresh(root, "eval" if occupied else None)
     FakeEngine.seen.clear()
     hub_calls.clear()
     real_engine, real_load = compare.CompletionEngine, models.load_model
@@ -646,43 +658,14 @@ EVAL_CONTEXTS = {"pass_k": ["--pass_k_samples", "4"], "pass_k_temperature": ["--
 @pytest.mark.slow  # ~45 s: every key's run of rlft eval, the model and engine faked
 def test_every_key_rlft_eval_takes_changes_what_it_asks_loads_or_writes(tmp_path, hub):
     from rlft import eval as rlft_eval
-    from rlft.stage.key_rules import RLFT
 
     root = tmp_path / "out"
     root.mkdir()
     base = ["recipes/eval_math.yaml", "--models", "[base, runs/trained]", "--output_dir", str(root / "eval"),
             "--num_test_samples", "8", "--eval_samples", "12", "--bootstrap_resamples", "50"]
     parts, _ = rlft_eval.parse(base)
-    parsed = {f.name: (type(p), f) for p in parts for f in fields(p)}
-    befores: dict[tuple, dict[str, Any]] = {}
-    no_effect = []
-    for key, (cls, _) in sorted(parsed.items()):
-        if key in EVAL_PROVEN_BY or key in rlft_eval.NOT_READ or key == "overwrite":
-            continue
-        current = next(getattr(p, key) for p in parts if hasattr(p, key))
-        value = {"output_dir": str(root / "elsewhere"), "models": ["base"],
-                 "model_name_or_path": str(tiny_model_dir())}.get(key) or changed_value(
-                     "eval", key, type_hints(cls).get(key), current)
-        if value is None or value == current:
-            no_effect.append(f"{key} (no value to try)")
-            continue
-        rule = RLFT.get(key)
-        argv = base + (context_flags(rule.why) if rule and rule.kind == "only_with" else []) + EVAL_CONTEXTS.get(
-            key, [])
-        if tuple(argv) not in befores:
-            befores[tuple(argv)] = steady(lambda a=argv: observe_eval(a, root, hub))
-        before = befores[tuple(argv)]
-        assert "refused" not in before, before
-        after = observe_eval([*argv, f"--{key}", flag(value)], root, hub)
-        if "refused" in after:
-            if key not in after["refused"]:
-                no_effect.append(f"{key} (refused without naming it: {after['refused'][:100]})")
-        elif after == before:
-            no_effect.append(key)
-    for flags, refused in (([], True), (["--overwrite", "true"], False)):  # overwrite: an earlier report replaced
-        for old in root.iterdir():
-            shutil.rmtree(old)
-        (root / "eval").mkdir()
-        (root / "eval" / "old.txt").write_text("an earlier report")
-        assert ("--overwrite" in observe_eval([*base, *flags], root, hub, clean=False).get("refused", "")) == refused
+    no_effect = command_keys_without_effect(
+        "eval", parts, base, lambda argv, occupied=False: observe_eval(argv, root, hub, occupied),
+        values={"output_dir": str(root / "elsewhere"), "models": ["base"], "model_name_or_path": str(tiny_model_dir())},
+        skip={*EVAL_PROVEN_BY, *rlft_eval.NOT_READ}, contexts=EVAL_CONTEXTS)
     assert not no_effect, f"rlft eval: changing these keys changed nothing it asks, loads or writes: {no_effect}"
