@@ -35,10 +35,10 @@ from rlft.core.arguments import DataArguments, EvalArguments, RewardArguments
 from rlft.core.errors import UserError, run_cli
 from rlft.core.recipe import parse_recipe
 from rlft.core.run_dir import RunArguments, check_output_dir
-from rlft.core.runtime import defer_warning, log_deferred_warnings, setup_logging
+from rlft.core.runtime import log_deferred_warnings, setup_logging
 from rlft.evaluation.compare import EvalRunArguments, base_of, evaluate, expand_models, gather_list
 from rlft.stage.input_checks import check_scoring
-from rlft.stage.parsing import idle_data_keys
+from rlft.stage.parsing import idle_data_keys, warn_idle
 from rlft.tools.environments import tool_setup
 from rlft.tools.loading import ToolArguments
 
@@ -60,8 +60,7 @@ def parse(argv: Sequence[str] | None):
     idle = idle_data_keys(parts[0], recipe)
     idle += [f"{key} (only with pass_k_samples above 0)" for key in ("pass_k", "pass_k_temperature")
              if key in recipe and not parts[-1].pass_k_samples]
-    if idle:
-        defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
+    warn_idle(idle)
     return parts, recipe
 
 

@@ -44,11 +44,11 @@ from rlft.core.loading import LoadOptions
 from rlft.core.manifest import write_run_files
 from rlft.core.recipe import parse_recipe
 from rlft.core.run_dir import RunArguments, check_output_dir, claim_output_dir
-from rlft.core.runtime import defer_warning, log_deferred_warnings, setup_logging
+from rlft.core.runtime import log_deferred_warnings, setup_logging
 from rlft.evaluation.generation import CompletionEngine
 from rlft.stage import input_checks
 from rlft.stage.machine_checks import refuse_machine
-from rlft.stage.parsing import idle_data_keys
+from rlft.stage.parsing import idle_data_keys, warn_idle
 
 logger = logging.getLogger("rlft.commands.pairs")
 
@@ -143,9 +143,7 @@ def parse(argv: Sequence[str] | None):
     for key, why in NOT_READ.items():
         if key in recipe:
             raise UserError(f"{key}: not used by rlft pairs: {why}; drop it")
-    idle = idle_data_keys(data_args, recipe)
-    if idle:
-        defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
+    warn_idle(idle_data_keys(data_args, recipe))
     return (data_args, *rest), recipe
 
 

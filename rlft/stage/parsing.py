@@ -37,7 +37,12 @@ from typing import Any, Literal
 import rewards
 from rlft.core.errors import UserError
 from rlft.core.recipe import coerce_recipe, help_text, instances_from, recipe_sources
-from rlft.core.runtime import launcher_follows_recipe, launcher_precision, platform_defaults
+from rlft.core.runtime import (
+    defer_warning,
+    launcher_follows_recipe,
+    launcher_precision,
+    platform_defaults,
+)
 from rlft.stage import key_rules, key_table
 from rlft.stage.input_checks import check_closing_launch, check_counts, check_eval_settings
 from rlft.stage.machine_checks import refuse_machine
@@ -255,3 +260,13 @@ def idle_data_keys(data_args: Any, recipe: dict[str, Any]) -> list[str]:
     holds = SimpleNamespace(data=data_args)
     return [f"{key} (only with {rule.why})" for key, rule in key_rules.RLFT.items()
             if key in recipe and rule.kind == "only_with" and not rule.holds(holds)]
+
+
+def warn_idle(idle: list[str]) -> None:
+    """Queue the one warning that names the keys set but doing nothing in this run (nothing when there are none).
+
+    Example:
+        >>> warn_idle([])
+    """
+    if idle:
+        defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")

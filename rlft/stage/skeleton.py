@@ -31,7 +31,6 @@ from rlft.core.loading import LoadOptions
 from rlft.core.run_dir import RunArguments
 from rlft.core.runtime import (
     cpu_precision,
-    defer_warning,
     is_main_process,
     setup_logging,
 )
@@ -250,9 +249,7 @@ class TrainingStage:
 
         from rlft.stage.run import StageRun
 
-        idle = parsing.idle_keys(self.name, args)  # set but idle here (refused keys: the parse refused them)
-        if idle:
-            defer_warning(f"set but doing nothing in this run: {', '.join(idle)}")
+        parsing.warn_idle(parsing.idle_keys(self.name, args))  # refused keys never get here: the parse refused them
         cfg = args.train
         self.output_dir = cfg.output_dir
         setup_logging(cfg.log_level if cfg.log_level != "passive" else "info", verbose=args.run.verbose)
